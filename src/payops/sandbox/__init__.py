@@ -1,0 +1,5 @@
+"""The local sandbox's own services: the iKhokha simulator, the reference BetaSkill app, the
+notification sink, the HTTP plumbing they share, and the database schema (schema.sql).
+
+Each service runs as `python -m payops.sandbox.<ikhokha|app|sink> --config PATH`.
+"""

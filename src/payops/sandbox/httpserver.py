@@ -1,0 +1,257 @@
+"""The HTTP plumbing the sandbox's services share: a threaded WSGI server, routing, JSON, config.
+
+Standard library only (wsgiref + socketserver). Each request runs in its own daemon thread; the
+listen backlog is deep enough for the few hundred concurrent callbacks the tests send. Each request
+is logged as one line (method, path without the query string, status, duration) and nothing else:
+no headers, no bodies, so neither secrets nor signatures reach the logs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import signal
+import socketserver
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
+
+MAX_BODY_BYTES = 1024 * 1024
+
+
+class ConfigError(Exception):
+    """The service's config file is missing, unreadable or lacks a key; the message says which."""
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+    remote_addr: str
+    raw_path: str = ""  # as on the request line, undecoded, without the query string
+    params: dict[str, str] = field(default_factory=dict)
+
+    def json(self) -> Any:
+        """The body parsed as JSON; raises HTTPError(400) when it is not."""
+        try:
+            return json.loads(self.body.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise HTTPError(400, "invalid_json", f"the request body is not valid JSON: {exc}") from None
+
+
+@dataclass
+class Response:
+    status: int
+    body: bytes = b""
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+
+class HTTPError(Exception):
+    """Raised by a handler to answer with a JSON error: {"error": code, "message": message}."""
+
+    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.extra = extra
+
+
+def json_response(status: int, payload: Any, headers: Iterable[tuple[str, str]] = ()) -> Response:
+    body = json.dumps(payload, default=str).encode("utf-8")
+    return Response(status, body, [("Content-Type", "application/json"), *headers])
+
+
+def text_response(status: int, text: str, content_type: str = "text/plain; charset=utf-8") -> Response:
+    return Response(status, text.encode("utf-8"), [("Content-Type", content_type)])
+
+
+Handler = Callable[[Request], Response]
+
+
+class Router:
+    """Routes (method, path pattern) to handlers.
+
+    `{name}` in a pattern matches one path segment, `{name:regex}` what the regex matches.
+    """
+
+    def __init__(self) -> None:
+        self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
+
+    def add(self, method: str, pattern: str, handler: Handler) -> None:
+        regex = re.sub(r"\{(\w+)(?::([^}]+))?\}",
+                       lambda match: f"(?P<{match[1]}>{match[2] or '[^/]+'})", pattern)
+        self._routes.append((method.upper(), re.compile(f"^{regex}$"), handler))
+
+    def resolve(self, method: str, path: str) -> tuple[Handler, dict[str, str]]:
+        allowed = []
+        for route_method, regex, handler in self._routes:
+            match = regex.match(path)
+            if match is None:
+                continue
+            if route_method == method:
+                return handler, match.groupdict()
+            allowed.append(route_method)
+        if allowed:
+            raise HTTPError(405, "method_not_allowed", f"{method} is not allowed on {path}",
+                            allowed=sorted(set(allowed)))
+        raise HTTPError(404, "not_found", f"no such endpoint: {path}")
+
+
+class WSGIApp:
+    """A WSGI application over a Router, with JSON errors and the one-line request log."""
+
+    def __init__(self, router: Router, logger: logging.Logger,
+                 observe: Callable[[Request, int, float], None] | None = None) -> None:
+        self.router = router
+        self.logger = logger
+        self.observe = observe
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        started = time.monotonic()
+        request = self._request(environ)
+        try:
+            if request.body is None:
+                raise HTTPError(413, "body_too_large",
+                                f"request bodies are limited to {MAX_BODY_BYTES} bytes")
+            handler, request.params = self.router.resolve(request.method, request.path)
+            response = handler(request)
+        except HTTPError as exc:
+            response = json_response(exc.status, {"error": exc.code, "message": exc.message, **exc.extra})
+        except Exception:
+            self.logger.exception("unhandled error in %s %s", request.method, request.path)
+            response = json_response(
+                500, {"error": "internal_error", "message": "internal error; see the service log"})
+        duration = time.monotonic() - started
+        if self.observe is not None:
+            self.observe(request, response.status, duration)
+        self.logger.info("%s %s %s %.1fms", request.method, request.path, response.status, duration * 1000)
+        try:
+            phrase = HTTPStatus(response.status).phrase
+        except ValueError:
+            phrase = ""
+        headers = [*response.headers, ("Content-Length", str(len(response.body)))]
+        start_response(f"{response.status} {phrase}", headers)
+        return [response.body]
+
+    @staticmethod
+    def _request(environ: dict[str, Any]) -> Request:
+        headers = {
+            key[5:].replace("_", "-").lower(): value
+            for key, value in environ.items() if key.startswith("HTTP_")
+        }
+        if environ.get("CONTENT_TYPE"):
+            headers["content-type"] = environ["CONTENT_TYPE"]
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        body: bytes | None = b""
+        if length > MAX_BODY_BYTES:
+            body = None
+        elif length > 0:
+            body = environ["wsgi.input"].read(length)
+        query = {key: values[-1] for key, values in parse_qs(environ.get("QUERY_STRING", "")).items()}
+        # PATH_INFO is decoded as latin-1 by wsgiref; the raw path is what a signature covers.
+        path = environ.get("PATH_INFO", "/").encode("latin-1").decode("utf-8", "replace")
+        return Request(
+            method=environ.get("REQUEST_METHOD", "GET").upper(),
+            path=path,
+            query=query,
+            headers=headers,
+            body=body,  # type: ignore[arg-type]  # None only until the size check above answers 413
+            remote_addr=environ.get("REMOTE_ADDR", ""),
+            raw_path=environ.get("payops.raw_path") or path,
+        )
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """wsgiref's handler without its own access log: WSGIApp logs one line per request."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def get_environ(self) -> dict[str, Any]:
+        environ = super().get_environ()
+        # A signature covers the path as sent; PATH_INFO is percent-decoded.
+        environ["payops.raw_path"] = self.path.split("?", 1)[0]
+        return environ
+
+
+class ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 1024
+
+
+def make_server(host: str, port: int, app: Callable[..., Any]) -> ThreadingWSGIServer:
+    server = ThreadingWSGIServer((host, port), _QuietHandler)
+    server.set_app(app)
+    return server
+
+
+def serve(server: ThreadingWSGIServer, logger: logging.Logger,
+          on_stop: Callable[[], None] | None = None) -> None:
+    """Serve until SIGTERM or SIGINT, then stop accepting, run `on_stop` and close the socket."""
+
+    def stop(signum: int, _frame: Any) -> None:
+        logger.info("received %s, shutting down", signal.Signals(signum).name)
+        # shutdown() waits for serve_forever() to return, so it must not run on the serving thread.
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    host, port = server.server_address[:2]
+    logger.info("listening on http://%s:%s", host, port)
+    try:
+        server.serve_forever(poll_interval=0.2)
+    finally:
+        if on_stop is not None:
+            on_stop()
+        server.server_close()
+        logger.info("stopped")
+
+
+def setup_logging(name: str) -> logging.Logger:
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=logging.INFO,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+    return logging.getLogger(name)
+
+
+def load_config(path: str, required: Iterable[str], defaults: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Read a service's JSON config file; a missing key is named in the error."""
+    config_path = Path(path)
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise ConfigError(f"config {path} is not valid JSON: {exc}") from None
+    if not isinstance(config, dict):
+        raise ConfigError(f"config {path} must hold a JSON object")
+    merged = {**(defaults or {}), **config}
+    missing = [key for key in required if merged.get(key) in (None, "")]
+    if missing:
+        raise ConfigError(f"config {path} lacks {', '.join(missing)}")
+    return merged
+
+
+def config_argument_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--config", required=True, help="JSON config file written by `payops sandbox up`")
+    return parser
