@@ -41,6 +41,7 @@ class Request:
     body: bytes
     remote_addr: str
     raw_path: str = ""  # as on the request line, undecoded, without the query string
+    route: str = "unmatched"  # the matched route pattern: a metrics label without per-id cardinality
     params: dict[str, str] = field(default_factory=dict)
 
     def json(self) -> Any:
@@ -89,20 +90,23 @@ class Router:
 
     def __init__(self) -> None:
         self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
+        self._patterns: dict[str, str] = {}
 
     def add(self, method: str, pattern: str, handler: Handler) -> None:
         regex = re.sub(r"\{(\w+)(?::([^}]+))?\}",
                        lambda match: f"(?P<{match[1]}>{match[2] or '[^/]+'})", pattern)
-        self._routes.append((method.upper(), re.compile(f"^{regex}$"), handler))
+        compiled = re.compile(f"^{regex}$")
+        self._patterns[compiled.pattern] = pattern
+        self._routes.append((method.upper(), compiled, handler))
 
-    def resolve(self, method: str, path: str) -> tuple[Handler, dict[str, str]]:
+    def resolve(self, method: str, path: str) -> tuple[Handler, dict[str, str], str]:
         allowed = []
         for route_method, regex, handler in self._routes:
             match = regex.match(path)
             if match is None:
                 continue
             if route_method == method:
-                return handler, match.groupdict()
+                return handler, match.groupdict(), self._patterns[regex.pattern]
             allowed.append(route_method)
         if allowed:
             raise HTTPError(405, "method_not_allowed", f"{method} is not allowed on {path}",
@@ -126,7 +130,7 @@ class WSGIApp:
             if request.body is None:
                 raise HTTPError(413, "body_too_large",
                                 f"request bodies are limited to {MAX_BODY_BYTES} bytes")
-            handler, request.params = self.router.resolve(request.method, request.path)
+            handler, request.params, request.route = self.router.resolve(request.method, request.path)
             response = handler(request)
         except HTTPError as exc:
             response = json_response(exc.status, {"error": exc.code, "message": exc.message, **exc.extra})
