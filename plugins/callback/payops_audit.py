@@ -1,0 +1,391 @@
+# Copyright: payops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+name: payops_audit
+type: notification
+short_description: payops' audit trail, one hash-chained JSON line per event
+description:
+  - Appends one JSON line per event to an audit log - the run's start, each task's result on each
+    host, and the run's end.
+  - Each line names the run, the operator, the source (C(payops), plain C(ansible-playbook) or AWX),
+    the runbook command when known, the playbook, host, task and module, whether it changed, failed
+    or was skipped, how long it took, and its arguments with secrets removed.
+  - Secrets are removed three ways, because C(no_log) alone has been shown not to be enough
+    (ARA's users found them in facts and extra vars) - results of C(no_log) tasks are dropped;
+    values under keys that look secret are replaced; and the values of variables known to be secret
+    are replaced wherever they appear, as are passwords inside URLs.
+  - Each line carries the hash of the line before it and its own hash, and a small head file beside
+    the log records the count and the last hash, so C(payops audit verify) finds any line that was
+    edited, removed, inserted or reordered, including at the end.
+  - Writers on one machine take an exclusive lock on the log, so runs at the same time interleave
+    whole lines and keep the chain intact.
+requirements:
+  - enable in configuration (C(callbacks_enabled = payops_audit))
+options:
+  log_path:
+    description: The JSON-lines file the trail is appended to; its folder is created if missing.
+    type: path
+    default: ~/.local/state/payops/audit.jsonl
+    ini:
+      - section: callback_payops_audit
+        key: log_path
+    env:
+      - name: PAYOPS_AUDIT_LOG
+  postgres_dsn:
+    description:
+      - Reserved for a PostgreSQL sink of the same lines (table C(payops.audit_trail)).
+      - Not written yet; when set, the callback warns once and keeps to the file.
+    type: str
+    ini:
+      - section: callback_payops_audit
+        key: postgres_dsn
+    env:
+      - name: PAYOPS_AUDIT_DSN
+  secret_words:
+    description:
+      - Words that mark a variable or argument name as secret when they appear as a part of it
+        (parts are separated by C(_), C(-) or C(.)), compared without case.
+    type: list
+    elements: str
+    default: [password, passwd, pass, secret, token, key, dsn, credential, credentials, authorization,
+              cookie, apikey, private, sign, signature, vault]
+    ini:
+      - section: callback_payops_audit
+        key: secret_words
+    env:
+      - name: PAYOPS_AUDIT_SECRET_WORDS
+  safe_names:
+    description: Names that look secret but are not, kept as they are (an S3 object key, say).
+    type: list
+    elements: str
+    default: [key_prefix, object_key, backup_key, sort_key, no_log]
+    ini:
+      - section: callback_payops_audit
+        key: safe_names
+    env:
+      - name: PAYOPS_AUDIT_SAFE_NAMES
+"""
+
+import datetime
+import fcntl
+import getpass
+import hashlib
+import json
+import os
+import re
+import time
+import uuid
+
+from ansible import context
+from ansible.plugins.callback import CallbackBase
+
+GENESIS = "0" * 64
+REDACTED = "********"
+_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]+:)[^@\s]+@", re.IGNORECASE)
+_MIN_SECRET_LENGTH = 4
+
+
+def chain_hash(prev, record):
+    """The hash of one line: the previous hash and the line's own canonical JSON (without `hash`)."""
+    body = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256((prev + "\n" + body).encode("utf-8")).hexdigest()
+
+
+class CallbackModule(CallbackBase):
+    CALLBACK_VERSION = 2.0
+    CALLBACK_TYPE = "notification"
+    CALLBACK_NAME = "payops_audit"
+    CALLBACK_NEEDS_ENABLED = True
+
+    def __init__(self, display=None):
+        super().__init__(display=display)
+        self._path = None
+        self._head_path = None
+        self._cache = None  # (size of the log after our last write, its last hash)
+        self._run_id = os.environ.get("PAYOPS_RUN_ID") or str(uuid.uuid4())
+        self._playbook = None
+        self._started = None
+        self._run_open = False
+        self._secret_values = set()
+        self._secret_parts = set()
+        self._safe_names = set()
+        self._task_starts = {}
+        self._source = None
+        self._operator = None
+        self._command = os.environ.get("PAYOPS_COMMAND") or None
+        self._broken = None
+
+    # --- configuration ----------------------------------------------------------------------
+
+    def set_options(self, task_keys=None, var_options=None, direct=None):
+        super().set_options(task_keys=task_keys, var_options=var_options, direct=direct)
+        self._path = os.path.expanduser(self.get_option("log_path"))
+        self._head_path = self._path + ".head"
+        self._secret_parts = {word.lower() for word in self.get_option("secret_words") or []}
+        self._safe_names = {name.lower() for name in self.get_option("safe_names") or []}
+        if self.get_option("postgres_dsn"):
+            self._display.warning("payops_audit: the PostgreSQL sink is not written yet; auditing to the file only")
+
+    # --- redaction --------------------------------------------------------------------------
+
+    def _is_secret_name(self, name):
+        lowered = str(name).lower()
+        if lowered in self._safe_names:
+            return False
+        parts = re.split(r"[_\-.]", lowered)
+        return any(part in self._secret_parts for part in parts) or lowered.replace("_", "") in {
+            "apikey",
+            "accesskey",
+            "secretkey",
+        }
+
+    def _scrub_text(self, text):
+        text = _URL_PASSWORD.sub(lambda m: m.group("head") + REDACTED + "@", text)
+        for value in self._secret_values:
+            if value in text:
+                text = text.replace(value, REDACTED)
+        return text
+
+    def _scrub(self, value, name=None):
+        if name is not None and self._is_secret_name(name) and value not in (None, "", [], {}):
+            return REDACTED
+        if isinstance(value, dict):
+            return {str(k): self._scrub(v, k) for k, v in value.items()}
+        if isinstance(value, (list, tuple, set)):
+            return [self._scrub(v) for v in value]
+        if isinstance(value, (bool, int, float)) or value is None:
+            return value
+        return self._scrub_text(str(value))
+
+    def _learn_secrets(self, variables, templar=None):
+        """Remember the values of variables whose names are secret, templated where possible."""
+        for name, value in (variables or {}).items():
+            if not self._is_secret_name(name):
+                continue
+            if templar is not None:
+                try:
+                    value = templar.template(value)
+                except Exception:  # noqa: S112 - an undefined or failing template is no secret to learn
+                    continue
+            self._remember(value)
+
+    def _remember(self, value):
+        if isinstance(value, dict):
+            for item in value.values():
+                self._remember(item)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                self._remember(item)
+        elif value is not None and not isinstance(value, bool):
+            text = str(value)
+            if len(text) >= _MIN_SECRET_LENGTH and "{{" not in text:
+                self._secret_values.add(text)
+
+    # --- writing ----------------------------------------------------------------------------
+
+    def _emit(self, record):
+        if self._broken:
+            return
+        record = {"v": 1, "time": _now(), "run_id": self._run_id, **record}
+        try:
+            directory = os.path.dirname(self._path)
+            if directory:
+                os.makedirs(directory, mode=0o750, exist_ok=True)
+            with open(self._path, "a+", encoding="utf-8") as handle:
+                fcntl.flock(handle, fcntl.LOCK_EX)
+                try:
+                    size = os.fstat(handle.fileno()).st_size
+                    prev, count = self._tail(handle, size)
+                    record["prev"] = prev
+                    record["hash"] = chain_hash(prev, record)
+                    line = json.dumps(record, sort_keys=True, ensure_ascii=False, default=str) + "\n"
+                    handle.write(line)
+                    handle.flush()
+                    size = handle.tell()
+                    self._cache = (size, record["hash"], count + 1)
+                    self._write_head(count + 1, record["hash"])
+                finally:
+                    fcntl.flock(handle, fcntl.LOCK_UN)
+        except OSError as exc:
+            self._broken = str(exc)
+            self._display.warning(f"payops_audit: cannot write the audit trail {self._path}: {exc}")
+
+    def _tail(self, handle, size):
+        """The last line's hash and the line count, from our cache when no one else wrote since."""
+        if self._cache and self._cache[0] == size:
+            return self._cache[1], self._cache[2]
+        if size == 0:
+            return GENESIS, 0
+        head = _read_head(self._head_path)
+        handle.seek(max(0, size - 65536))
+        last = handle.read().splitlines()[-1]
+        handle.seek(0, os.SEEK_END)
+        try:
+            prev = json.loads(last)["hash"]
+        except (ValueError, KeyError, TypeError):
+            # A damaged last line: chain on from its raw bytes; `payops audit verify` reports it.
+            prev = hashlib.sha256(last.encode("utf-8")).hexdigest()
+        count = head["lines"] if head and head.get("hash") == prev else _count_lines(self._path)
+        return prev, count
+
+    def _write_head(self, count, last_hash):
+        temporary = f"{self._head_path}.{os.getpid()}"
+        with open(temporary, "w", encoding="utf-8") as handle:
+            json.dump({"lines": count, "hash": last_hash}, handle)
+        os.replace(temporary, self._head_path)
+
+    # --- events -----------------------------------------------------------------------------
+
+    def v2_playbook_on_start(self, playbook):
+        self._playbook = os.path.relpath(playbook._file_name) if playbook._file_name else None
+        self._started = time.monotonic()
+
+    def v2_playbook_on_play_start(self, play):
+        manager = play.get_variable_manager()
+        extra = dict(manager.extra_vars) if manager is not None else {}
+        templar = None
+        try:
+            from ansible.template import Templar
+
+            templar = Templar(loader=play._loader, variables=manager.get_vars(play=play)) if manager else None
+        except Exception:  # a templar is a nicety for learning templated secrets
+            templar = None
+        self._learn_secrets(extra, templar)
+        self._learn_secrets(getattr(play, "vars", None) or {}, templar)
+        if manager is not None:
+            inventory = manager._inventory
+            for host in inventory.get_hosts(play.hosts) if inventory is not None else []:
+                self._learn_secrets(host.get_vars(), templar)
+                for group in host.get_groups():
+                    self._learn_secrets(group.get_vars(), templar)
+        if self._run_open:
+            return
+        self._run_open = True
+        self._source, self._operator, awx_job = _who(extra)
+        if awx_job and not os.environ.get("PAYOPS_RUN_ID"):
+            self._run_id = f"awx-{awx_job}"
+        self._command = self._command or extra.get("payops_command")
+        self._emit(
+            {
+                "event": "run_start",
+                **self._context(),
+                "check_mode": bool(context.CLIARGS.get("check", False)),
+                "tags": list(context.CLIARGS.get("tags") or []),
+                "limit": context.CLIARGS.get("subset"),
+                "extra_vars": self._scrub(extra),
+            }
+        )
+
+    def _context(self):
+        return {
+            "operator": self._operator,
+            "source": self._source,
+            "command": self._command,
+            "playbook": self._playbook,
+        }
+
+    def v2_runner_on_start(self, host, task):
+        self._task_starts[(host.get_name(), task._uuid)] = time.monotonic()
+
+    def _result(self, result, outcome):
+        task = result._task
+        host = result._host.get_name()
+        started = self._task_starts.pop((host, task._uuid), None)
+        data = result._result or {}
+        hidden = bool(task.no_log) or bool(data.get("_ansible_no_log"))
+        record = {
+            "event": "task",
+            **self._context(),
+            "host": host,
+            "task": task.get_name(),
+            "module": task.action,
+            "changed": bool(data.get("changed", False)),
+            "failed": outcome in ("failed", "unreachable"),
+            "skipped": outcome == "skipped",
+            "unreachable": outcome == "unreachable",
+            "ignored": outcome == "failed" and bool(getattr(task, "ignore_errors", False)),
+            "duration_ms": round((time.monotonic() - started) * 1000) if started else None,
+            "args": "censored: no_log" if hidden else self._scrub(_arguments(task)),
+        }
+        if outcome in ("failed", "unreachable"):
+            record["msg"] = "censored: no_log" if hidden else self._scrub(str(data.get("msg", ""))[:2000])
+        self._emit(record)
+
+    def v2_runner_on_ok(self, result):
+        self._result(result, "ok")
+
+    def v2_runner_on_failed(self, result, ignore_errors=False):
+        self._result(result, "failed")
+
+    def v2_runner_on_skipped(self, result):
+        self._result(result, "skipped")
+
+    def v2_runner_on_unreachable(self, result):
+        self._result(result, "unreachable")
+
+    def v2_playbook_on_stats(self, stats):
+        hosts = {}
+        for host in sorted(stats.processed.keys()):
+            hosts[host] = stats.summarize(host)
+        failed = any(s["failures"] or s["unreachable"] for s in hosts.values())
+        if not self._run_open:  # a playbook that never started a play still gets its end recorded
+            self._source, self._operator, _ = _who({})
+        self._emit(
+            {
+                "event": "run_end",
+                **self._context(),
+                "result": "failed" if failed else "successful",
+                "hosts": hosts,
+                "duration_ms": round((time.monotonic() - self._started) * 1000) if self._started else None,
+            }
+        )
+
+
+def _arguments(task):
+    """The task's arguments as the operator wrote them, without Ansible's internal ones."""
+    args = {k: v for k, v in (task.args or {}).items() if not str(k).startswith("_ansible_")}
+    if task.action in ("validate_argument_spec", "ansible.builtin.validate_argument_spec"):
+        return {"provided_arguments": args.get("provided_arguments", {})}
+    return args
+
+
+def _now():
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")
+
+
+def _who(extra):
+    """(source, operator, AWX job id): AWX's job variables, payops' environment, or the local user."""
+    awx_job = extra.get("awx_job_id") or extra.get("tower_job_id")
+    if awx_job:
+        user = extra.get("awx_user_name") or extra.get("tower_user_name") or "awx"
+        return "awx", user, awx_job
+    if os.environ.get("JOB_ID") and os.environ.get("AWX_HOST"):
+        return "awx", os.environ.get("AWX_USER_NAME", "awx"), os.environ["JOB_ID"]
+    user = os.environ.get("PAYOPS_OPERATOR") or _local_user()
+    source = os.environ.get("PAYOPS_SOURCE") or "ansible-playbook"
+    return source, user, None
+
+
+def _local_user():
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    sudo = os.environ.get("SUDO_USER")
+    return f"{user} (sudo by {sudo})" if sudo and sudo != user else user
+
+
+def _read_head(path):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return None
+
+
+def _count_lines(path):
+    with open(path, "rb") as handle:
+        return sum(1 for _ in handle)

@@ -1,0 +1,276 @@
+"""The runbook catalog (runbook.yml): every runbook command and the procedure that implements it."""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from payops.errors import PayopsError
+
+KINDS = ("read-only", "mutating", "destructive")
+STATUSES = ("implemented", "planned")
+VAR_TYPES = ("str", "int", "float", "bool", "list", "dict", "ip_or_network_list")
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0"}
+
+
+@dataclass(frozen=True)
+class VarSpec:
+    name: str
+    type: str = "str"
+    required: bool = False
+    description: str = ""
+    choices: tuple[Any, ...] = ()
+    secret: bool = False
+
+    def coerce(self, raw: str) -> Any:
+        """Turn an `-e key=value` string into the declared type, or say what was expected."""
+        value: Any
+        try:
+            if self.type == "str":
+                value = raw
+            elif self.type == "int":
+                value = int(raw)
+            elif self.type == "float":
+                value = float(raw)
+            elif self.type == "bool":
+                lowered = raw.strip().lower()
+                if lowered not in _TRUE | _FALSE:
+                    raise ValueError
+                value = lowered in _TRUE
+            elif self.type in ("list", "ip_or_network_list"):
+                value = json.loads(raw) if raw.lstrip().startswith("[") else [
+                    item.strip() for item in raw.split(",") if item.strip()
+                ]
+                if not isinstance(value, list):
+                    raise ValueError
+                if self.type == "ip_or_network_list":
+                    for item in value:
+                        ipaddress.ip_network(str(item), strict=False)
+            else:  # dict
+                value = json.loads(raw)
+                if not isinstance(value, dict):
+                    raise ValueError
+        except ValueError:
+            expected = {
+                "int": "an integer",
+                "float": "a number",
+                "bool": "true or false",
+                "list": "a comma-separated list or a JSON list",
+                "ip_or_network_list": "addresses or networks (10.0.0.1, 10.0.0.0/8), comma-separated",
+                "dict": "a JSON object",
+            }[self.type]
+            raise PayopsError(f"-e {self.name}={raw!r}: {self.name} must be {expected}") from None
+        if self.choices and value not in self.choices:
+            allowed = ", ".join(map(str, self.choices))
+            raise PayopsError(f"-e {self.name}={raw!r}: {self.name} must be one of {allowed}")
+        return value
+
+
+@dataclass(frozen=True)
+class Entry:
+    command: str
+    runbook: str
+    section: str
+    purpose: str
+    kind: str
+    status: str
+    playbook: str | None = None
+    tags: tuple[str, ...] = ()
+    vars: tuple[VarSpec, ...] = ()
+    schedule: str | None = None
+    notes: str = ""
+    extension: bool = False
+
+    @property
+    def implemented(self) -> bool:
+        return self.status == "implemented"
+
+    def var(self, name: str) -> VarSpec | None:
+        return next((spec for spec in self.vars if spec.name == name), None)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "command": self.command,
+            "runbook": self.runbook,
+            "section": self.section,
+            "purpose": self.purpose,
+            "kind": self.kind,
+            "status": self.status,
+            "playbook": self.playbook,
+            "tags": list(self.tags),
+            "vars": {
+                spec.name: {
+                    "type": spec.type,
+                    "required": spec.required,
+                    "description": spec.description,
+                    **({"choices": list(spec.choices)} if spec.choices else {}),
+                    **({"secret": True} if spec.secret else {}),
+                }
+                for spec in self.vars
+            },
+            "schedule": self.schedule,
+            "notes": self.notes,
+            "extension": self.extension,
+        }
+
+
+@dataclass
+class Catalog:
+    path: Path
+    entries: list[Entry] = field(default_factory=list)
+
+    def find(self, command: str) -> Entry:
+        """The entry for a command as the runbook writes it (`npm run` may be included)."""
+        wanted = command.strip()
+        wanted = wanted.removeprefix("npm run ").strip()
+        for entry in self.entries:
+            if wanted in (entry.command, entry.runbook):
+                return entry
+        names = [entry.command for entry in self.entries]
+        close = difflib.get_close_matches(wanted, names, n=3, cutoff=0.6)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; `payops list` shows them all"
+        raise PayopsError(f"unknown runbook command {command!r}{hint}")
+
+    def by_section(self) -> dict[str, list[Entry]]:
+        grouped: dict[str, list[Entry]] = {}
+        for entry in self.entries:
+            grouped.setdefault(entry.section, []).append(entry)
+        return grouped
+
+
+def _parse_vars(command: str, raw: Any) -> tuple[VarSpec, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, dict):
+        raise PayopsError(f"runbook.yml: {command}: vars must be a mapping of name to spec")
+    specs = []
+    for name, spec in raw.items():
+        spec = spec or {}
+        kind = spec.get("type", "str")
+        if kind not in VAR_TYPES:
+            raise PayopsError(f"runbook.yml: {command}: var {name}: type must be one of {', '.join(VAR_TYPES)}")
+        specs.append(
+            VarSpec(
+                name=str(name),
+                type=kind,
+                required=bool(spec.get("required", False)),
+                description=str(spec.get("description", "")),
+                choices=tuple(spec.get("choices") or ()),
+                secret=bool(spec.get("secret", False)),
+            )
+        )
+    return tuple(specs)
+
+
+def load(path: Path) -> Catalog:
+    """Read and check runbook.yml; a malformed entry is an error naming the entry and the field."""
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise PayopsError(f"{path}: the runbook catalog is missing") from None
+    except yaml.YAMLError as exc:
+        raise PayopsError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("commands"), list):
+        raise PayopsError(f"{path}: expected a mapping with a `commands` list")
+    catalog = Catalog(path=path)
+    seen: set[str] = set()
+    for index, item in enumerate(data["commands"]):
+        where = f"{path.name}: commands[{index}]"
+        if not isinstance(item, dict) or not item.get("command"):
+            raise PayopsError(f"{where}: each entry needs a `command`")
+        command = str(item["command"])
+        where = f"{path.name}: {command}"
+        if command in seen:
+            raise PayopsError(f"{where}: listed twice")
+        seen.add(command)
+        for key in ("runbook", "section", "purpose", "kind", "status"):
+            if not item.get(key):
+                raise PayopsError(f"{where}: `{key}` is missing")
+        if item["kind"] not in KINDS:
+            raise PayopsError(f"{where}: kind must be one of {', '.join(KINDS)}")
+        if item["status"] not in STATUSES:
+            raise PayopsError(f"{where}: status must be one of {', '.join(STATUSES)}")
+        if item["status"] == "implemented" and not item.get("playbook"):
+            raise PayopsError(f"{where}: an implemented entry needs a playbook")
+        tags = item.get("tags") or []
+        if isinstance(tags, str):
+            tags = [tags]
+        catalog.entries.append(
+            Entry(
+                command=command,
+                runbook=str(item["runbook"]),
+                section=str(item["section"]),
+                purpose=str(item["purpose"]),
+                kind=str(item["kind"]),
+                status=str(item["status"]),
+                playbook=item.get("playbook"),
+                tags=tuple(str(tag) for tag in tags),
+                vars=_parse_vars(command, item.get("vars")),
+                schedule=item.get("schedule"),
+                notes=str(item.get("notes") or ""),
+                extension=bool(item.get("extension", False)),
+            )
+        )
+    return catalog
+
+
+def runbook_commands(runbook_text: str) -> list[str]:
+    """Every command the runbook tells an operator to run, in order, as the catalog names them."""
+    found: list[str] = []
+    for match in re.finditer(r"npm run ([a-z0-9:-]+)|node (scripts/[A-Za-z0-9._-]+)", runbook_text):
+        name = match.group(1) or f"node {match.group(2)}"
+        if name not in found:
+            found.append(name)
+    return found
+
+
+def playbook_tags(playbook: Path) -> set[str]:
+    """The tags a playbook declares on its plays, roles, blocks and tasks."""
+    tags: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "tags":
+                    tags.update([value] if isinstance(value, str) else [str(t) for t in value or []])
+                else:
+                    walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(yaml.safe_load(playbook.read_text()))
+    return tags
+
+
+def problems(catalog: Catalog, root: Path, runbook_text: str | None = None) -> list[str]:
+    """Everything wrong with the catalog against the project and the runbook; empty when sound."""
+    found: list[str] = []
+    for entry in catalog.entries:
+        if not entry.playbook:
+            continue
+        playbook = root / entry.playbook
+        if not playbook.is_file():
+            found.append(f"{entry.command}: playbook {entry.playbook} does not exist")
+            continue
+        missing = set(entry.tags) - playbook_tags(playbook)
+        if missing:
+            found.append(f"{entry.command}: {entry.playbook} has no tag {', '.join(sorted(missing))}")
+    if runbook_text is not None:
+        listed = {entry.command for entry in catalog.entries}
+        in_runbook = runbook_commands(runbook_text)
+        for command in in_runbook:
+            if command not in listed:
+                found.append(f"{command}: in the runbook but not in the catalog")
+        for entry in catalog.entries:
+            if entry.command not in in_runbook and not entry.extension:
+                found.append(f"{entry.command}: not in the runbook; mark it `extension: true` if it extends it")
+    return found
