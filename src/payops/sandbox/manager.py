@@ -571,6 +571,11 @@ class Sandbox:
         if self.as_root:
             for path in (directory, self.pg_socket_dir, log):
                 shutil.chown(path, "postgres", "postgres")
+        if self.as_root:
+            blocked = [str(p) for p in directory.parents if p.stat().st_mode & 0o001 == 0]
+            if blocked:
+                raise PayopsError(f"PostgreSQL runs as the postgres user, which cannot enter {blocked[0]}: "
+                                  "use a state directory whose parents others may enter (chmod o+x)")
         env = self.child_env()
         if not (self.pg_data / "PG_VERSION").exists():
             if self.pg_data.exists():

@@ -1,0 +1,51 @@
+"""Shared fixtures. `sandbox`: the local sandbox, up for the session, as its `status --json` dict.
+
+The sandbox is brought up with the real command (`payops sandbox up`). If it was already running
+before the session, it is left running afterwards; otherwise it is brought down at the end, unless
+PAYOPS_KEEP_SANDBOX=1 (handy when running tests again and again).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def payops(*args: str, env: dict[str, str] | None = None, timeout: float = 300,
+           check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run the payops command from this checkout's environment."""
+    result = subprocess.run(
+        [sys.executable, "-m", "payops.cli", *args], cwd=ROOT, env={**os.environ, **(env or {})},
+        capture_output=True, text=True, timeout=timeout, check=False)
+    if check and result.returncode != 0:
+        raise AssertionError(f"payops {' '.join(args)} failed ({result.returncode}):\n"
+                             f"{result.stdout}\n{result.stderr}")
+    return result
+
+
+def sandbox_status(env: dict[str, str] | None = None) -> dict:
+    return json.loads(payops("sandbox", "status", "--json", env=env).stdout)
+
+
+def all_running(status: dict) -> bool:
+    return all(service["state"] == "running" for service in status["services"].values())
+
+
+@pytest.fixture(scope="session")
+def sandbox() -> Iterator[dict]:
+    was_up = all_running(sandbox_status())
+    if not was_up:
+        payops("sandbox", "up")
+    status = sandbox_status()
+    assert all_running(status), json.dumps(status["services"], indent=2)
+    yield status
+    if not was_up and os.environ.get("PAYOPS_KEEP_SANDBOX") != "1":
+        payops("sandbox", "down")
