@@ -137,6 +137,9 @@ class PaylinkStore:
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
+        # No fsync per commit: a crashed simulator process still keeps every paylink (the WAL is
+        # in the OS's cache); only a power cut could lose the last ones. Bursts of callbacks need it.
+        self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript("""
             CREATE TABLE IF NOT EXISTS paylinks (
                 paylink_id TEXT PRIMARY KEY,
@@ -250,6 +253,10 @@ class Simulator:
         self.store = PaylinkStore(Path(config.data_path))
         self._faults = Faults()
         self._faults_lock = threading.Lock()
+        # One opener for every callback: building one loads the CA store, which holds the GIL for
+        # milliseconds and starved the server under a burst of callbacks. No proxy from the
+        # environment: callbacks go straight to the callback URL, as iKhokha's would.
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
     @property
     def faults(self) -> Faults:
@@ -376,7 +383,7 @@ class Simulator:
         signature = ik_signature(secret, urlsplit(url).path or "/", body)
         attempts = max(1, int(self.config.callback_attempts))
         for attempt in range(1, attempts + 1):
-            http_status, error = _post(url, body, {"ik-appid": self.config.app_id, "ik-sign": signature})
+            http_status, error = _post(self._opener, url, body, {"ik-appid": self.config.app_id, "ik-sign": signature})
             ok = http_status is not None and 200 <= http_status < 300
             self.store.record_delivery(paylink_id, outcome, attempt, http_status, error, ok)
             if ok:
@@ -496,12 +503,11 @@ def _require_loopback(request: Request) -> None:
         raise HTTPError(403, "forbidden", "the simulator's admin API answers loopback clients only")
 
 
-def _post(url: str, body: str, headers: dict[str, str]) -> tuple[int | None, str | None]:
+def _post(opener: urllib.request.OpenerDirector, url: str, body: str,
+          headers: dict[str, str]) -> tuple[int | None, str | None]:
     request = urllib.request.Request(  # noqa: S310 - the callback URL is http(s), checked on create
         url, data=body.encode("utf-8"), method="POST",
         headers={"Content-Type": "application/json", **headers})
-    # No proxy from the environment: callbacks go straight to the callback URL, as iKhokha's would.
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
         with opener.open(request, timeout=CALLBACK_TIMEOUT_SECONDS) as response:
             response.read()
