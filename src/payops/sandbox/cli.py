@@ -24,6 +24,8 @@ def add_parser(subparsers: Any) -> None:
     up.add_argument("--only", action="append", metavar="SERVICE",
                     help="start only this service and what it needs (repeatable)")
     up.add_argument("--json", action="store_true", help="print the status as JSON when done")
+    up.add_argument("--converge-edge", action="store_true",
+                    help="run the edge playbook even when its inputs did not change")
     up.set_defaults(func=run_up)
 
     down = sub.add_parser("down", help="stop everything the sandbox started")
@@ -55,6 +57,7 @@ def _sandbox(args: argparse.Namespace) -> Any:
 
 def run_up(args: argparse.Namespace) -> int:
     sandbox = _sandbox(args)
+    sandbox.force_edge = args.converge_edge
     report = sandbox.up(only=args.only)
     status = sandbox.status()
     if args.json:

@@ -29,6 +29,11 @@ class ProcInfo:
     start_time: int
     cmdline: list[str]
     cwd: str | None
+    process_group: int = 0
+
+    @property
+    def is_group_leader(self) -> bool:
+        return self.process_group == self.pid
 
     @property
     def command(self) -> str:
@@ -47,14 +52,14 @@ def proc_info(pid: int | None) -> ProcInfo | None:
         return None
     # The command name is in parentheses and may itself contain spaces or parentheses.
     fields = stat[stat.rfind(")") + 2:].split()
-    state, start_time = fields[0], int(fields[19])
+    state, process_group, start_time = fields[0], int(fields[2]), int(fields[19])
     if state in ("Z", "X"):
         return None
     try:
         cwd: str | None = os.readlink(base / "cwd")
     except OSError:
         cwd = None
-    return ProcInfo(pid, state, start_time, [part for part in cmdline if part], cwd)
+    return ProcInfo(pid, state, start_time, [part for part in cmdline if part], cwd, process_group)
 
 
 def is_ours(pid: int | None, markers: Iterable[str] = (), start_time: int | None = None,
@@ -71,7 +76,8 @@ def is_ours(pid: int | None, markers: Iterable[str] = (), start_time: int | None
 
 
 def marked_processes(state_dir: Path) -> list[ProcInfo]:
-    """Every live process started by the sandbox in state_dir (by the inherited environment marker)."""
+    """Every live process started by the sandbox in state_dir: by the inherited environment marker,
+    or (nginx rewrites its environment for its process title) by a command line naming state_dir."""
     wanted = f"{SANDBOX_MARKER}={state_dir}".encode()
     exclude = _self_and_ancestors()
     found = []
@@ -82,10 +88,9 @@ def marked_processes(state_dir: Path) -> list[ProcInfo]:
             environ = (entry / "environ").read_bytes().split(b"\0")
         except OSError:
             continue
-        if wanted in environ:
-            info = proc_info(int(entry.name))
-            if info is not None:
-                found.append(info)
+        info = proc_info(int(entry.name))
+        if info is not None and (wanted in environ or f"{state_dir}/" in info.command):
+            found.append(info)
     return found
 
 
