@@ -1,0 +1,239 @@
+"""The edge role on a production-like web host: nginx installed, serving the release, proxying /api/."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+
+import pytest
+from testinfra.utils.ansible_runner import AnsibleRunner
+
+
+def _molecule_hosts() -> list[str]:
+    """The scenario's containers, reached with `podman exec` directly.
+
+    Molecule hands testinfra its inventory with `--connection ansible`; for containers.podman's
+    connection testinfra then runs every command as a whole Ansible task (seconds each).
+    """
+    inventory = os.environ.get("MOLECULE_INVENTORY_FILE")
+    names = AnsibleRunner(inventory).get_hosts("all") if inventory else ["payops-edge"]
+    return [f"podman://{name}" for name in names]
+
+
+testinfra_hosts = _molecule_hosts()
+
+CONFIG_DIR = "/etc/nginx"
+PAYOPS_DIR = f"{CONFIG_DIR}/payops"
+
+# The container has python3 but no curl: one request, printed as JSON.
+_REQUEST = r"""
+import json, sys, urllib.request, urllib.error
+method, path, headers = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+data = sys.argv[4].encode() * int(sys.argv[5]) or None
+request = urllib.request.Request("http://127.0.0.1" + path, data=data, headers=headers, method=method)
+try:
+    response = urllib.request.urlopen(request, timeout=5)
+except urllib.error.HTTPError as error:
+    response = error
+print(json.dumps({"status": response.status, "headers": dict(response.headers),
+                  "body": response.read().decode(errors="replace")}))
+"""
+
+
+@dataclass
+class Response:
+    status: int
+    headers: dict[str, str]
+    body: str
+
+    def json(self) -> dict:
+        return json.loads(self.body)
+
+
+def request(
+    host,
+    path: str,
+    headers: dict[str, str] | None = None,
+    method: str = "GET",
+    data: str = "",
+    repeat: int = 1,
+) -> Response:
+    """One HTTP request from inside the container; the body is `data` repeated `repeat` times."""
+    result = host.check_output(
+        "python3 -c %s %s %s %s %s %s",
+        _REQUEST,
+        method,
+        path,
+        json.dumps({"Host": "app.betaskill.com", **(headers or {})}),
+        data,
+        str(repeat),
+    )
+    answer = json.loads(result)
+    return Response(answer["status"], {k.lower(): v for k, v in answer["headers"].items()}, answer["body"])
+
+
+def eventually(check, timeout: float = 10.0):
+    """nginx reloads asynchronously: old workers answer until the new ones have started."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return check()
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def test_nginx_is_installed(host):
+    assert host.package("nginx").is_installed
+
+
+def test_nginx_is_running_and_enabled(host):
+    nginx = host.service("nginx")
+    assert nginx.is_running
+    assert nginx.is_enabled
+
+
+def test_nginx_listens_on_port_80(host):
+    assert host.socket("tcp://0.0.0.0:80").is_listening
+
+
+def test_configuration_is_valid(host):
+    assert host.run("nginx -t -c /etc/nginx/nginx.conf").rc == 0
+
+
+def test_extension_points_exist(host):
+    for name in ("http.d", "server.d", "site.d", "checkout.d"):
+        assert host.file(f"{PAYOPS_DIR}/{name}").is_directory
+
+
+def test_release_index_is_served(host):
+    response = request(host, "/")
+    assert response.status == 200
+    assert "payops-edge-fixture" in response.body
+
+
+def test_unknown_paths_fall_back_to_the_single_page_app(host):
+    response = request(host, "/courses/42/enroll")
+    assert response.status == 200
+    assert "payops-edge-fixture" in response.body
+
+
+def test_static_files_are_served_with_their_type(host):
+    response = request(host, "/assets/app.js")
+    assert response.status == 200
+    assert "javascript" in response.headers["content-type"]
+
+
+@pytest.mark.parametrize("path", ["/", "/api/anything"])
+def test_security_headers(host, path):
+    headers = request(host, path).headers
+    assert headers["strict-transport-security"].startswith("max-age=31536000")
+    assert headers["x-content-type-options"] == "nosniff"
+    assert headers["x-frame-options"] == "DENY"
+    assert headers["referrer-policy"] == "strict-origin-when-cross-origin"
+    assert "frame-ancestors 'none'" in headers["content-security-policy"]
+    assert "nginx/" not in headers.get("server", "")
+
+
+def test_api_is_proxied_with_client_headers(host):
+    echo = request(host, "/api/payments?id=7").json()
+    assert echo["path"] == "/api/payments?id=7"
+    assert echo["headers"]["Host"] == "app.betaskill.com"
+    assert echo["headers"]["X-Real-IP"] == "127.0.0.1"
+    assert echo["headers"]["X-Forwarded-For"] == "127.0.0.1"
+
+
+def test_client_address_comes_from_trusted_proxy(host):
+    # 127.0.0.1 is a trusted proxy in converge.yml: the address it forwards is the client's.
+    echo = request(host, "/api/payments", {"X-Forwarded-For": "203.0.113.9"}).json()
+    assert echo["headers"]["X-Real-IP"] == "203.0.113.9"
+
+
+@pytest.mark.parametrize("path", ["/api/webhooks/ikhokha", "/api/health", "/api/checkout"])
+def test_payment_paths_are_proxied(host, path):
+    response = request(host, path, method="POST", data='{"paylinkID":"p-1"}')
+    assert response.status == 200
+    assert response.json()["path"] == path
+    assert response.json()["body"] == '{"paylinkID":"p-1"}'
+
+
+def test_large_bodies_are_refused(host):
+    response = request(host, "/api/checkout", method="POST", data="x", repeat=2 * 1024 * 1024)
+    assert response.status == 413
+
+
+def test_access_log_records_client_and_status(host):
+    request(host, "/api/health", {"X-Forwarded-For": "203.0.113.10"})
+    last = json.loads(host.file("/var/log/nginx/access.log").content_string.splitlines()[-1])
+    assert last["remote_addr"] == "203.0.113.10"
+    assert last["status"] == 200
+
+
+# The switch points: a rule dropped into site.d / checkout.d takes effect after a reload, and
+# never reaches the webhook or health locations. The rules below are test-only stand-ins.
+TEST_RULES = {
+    f"{PAYOPS_DIR}/http.d/zz-molecule-test.conf": (
+        'map "$http_x_payops_test:$payops_operator" $payops_test_maintenance {\n'
+        '    default 0;\n    "maintenance:0" 1;\n}\n'
+    ),
+    f"{PAYOPS_DIR}/site.d/zz-molecule-test.conf": "if ($payops_test_maintenance) { return 503; }\n",
+    f"{PAYOPS_DIR}/checkout.d/zz-molecule-test.conf": (
+        'if ($http_x_payops_test = "payments-stopped") {\n'
+        '    return 503 \'{"error": "payments_stopped"}\';\n}\n'
+    ),
+}
+
+
+@pytest.fixture
+def switch_rules(host):
+    try:
+        for path, content in TEST_RULES.items():
+            host.check_output("printf %s %s > %s", "%s", content, path)
+        host.check_output("nginx -t -q && systemctl reload nginx")
+        yield
+    finally:
+        host.run("rm -f %s %s %s", *TEST_RULES)
+        host.run("systemctl reload nginx")
+
+
+def test_maintenance_page_from_a_site_rule(host, switch_rules):
+    def page_served():
+        response = request(host, "/courses", {"X-Payops-Test": "maintenance"})
+        assert response.status == 503
+        return response
+
+    response = eventually(page_served)
+    assert response.headers["retry-after"] == "300"
+    assert "down for maintenance" in response.body
+    assert response.headers["x-frame-options"] == "DENY"
+    assert request(host, "/api/checkout", {"X-Payops-Test": "maintenance"}).status == 503
+
+
+def test_webhooks_and_health_pass_every_switch(host, switch_rules):
+    eventually(lambda: _assert_status(request(host, "/", {"X-Payops-Test": "maintenance"}), 503))
+    for path in ("/api/webhooks/ikhokha", "/api/health"):
+        for switch in ("maintenance", "payments-stopped"):
+            assert request(host, path, {"X-Payops-Test": switch}, method="POST").status == 200
+
+
+def test_operators_pass_maintenance(host, switch_rules):
+    eventually(lambda: _assert_status(request(host, "/", {"X-Payops-Test": "maintenance"}), 503))
+    operator = {"X-Payops-Test": "maintenance", "X-Forwarded-For": "198.51.100.20"}
+    assert request(host, "/", operator).status == 200
+
+
+def test_checkout_rule_keeps_its_own_body(host, switch_rules):
+    def stopped():
+        response = request(host, "/api/checkout", {"X-Payops-Test": "payments-stopped"}, method="POST")
+        assert response.status == 503
+        return response
+
+    assert eventually(stopped).json() == {"error": "payments_stopped"}
+    assert request(host, "/api/payments", {"X-Payops-Test": "payments-stopped"}).status == 200
+
+
+def _assert_status(response: Response, status: int) -> None:
+    assert response.status == status
