@@ -78,3 +78,28 @@ def first_line(exc):
     """psycopg's message without the hint lines and never the DSN."""
     text = str(exc).strip().splitlines()
     return text[0] if text else exc.__class__.__name__
+
+
+def connect_or_error(module, autocommit=True, application_name="payops"):
+    """(connection, None) or (None, the reason): for health checks, where an unreachable database
+    is a verdict to report, not a task failure."""
+    require_psycopg(module)
+    params = module.params
+    started = time.monotonic()
+    try:
+        conn = psycopg.connect(
+            host=params["login_host"],
+            port=params["login_port"],
+            dbname=params["login_db"],
+            user=params["login_user"],
+            password=params.get("login_password") or None,
+            sslmode=params["ssl_mode"],
+            connect_timeout=params["connect_timeout"],
+            application_name=application_name,
+            autocommit=autocommit,
+            row_factory=dict_row,
+        )
+    except psycopg.Error as exc:
+        return None, f"cannot connect to the database {describe(params)}: {first_line(exc)}"
+    conn.payops_connect_ms = round((time.monotonic() - started) * 1000, 1)
+    return conn, None

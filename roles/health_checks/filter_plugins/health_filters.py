@@ -1,0 +1,187 @@
+"""Verdict logic of the health checks that Jinja expresses badly: the incident severity (P0-P3 by
+the runbook's definitions, from measured facts, with the reasoning), the overall verdict, and the
+order of the verdict table's rows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+# The order an operator reads the table in: entry point first, then what it depends on.
+COMPONENT_ORDER = ("edge", "app", "database", "ikhokha", "storage", "payment", "callback", "pending", "webhook",
+                   "http", "response", "uptime", "security", "switch", "prometheus", "alertmanager", "alerts",
+                   "host")
+
+# The runbook's Incident Classification, in its words.
+DEFINITIONS = {
+    "P0": "Critical: system down, security breach, data loss",
+    "P1": "High: major functionality impaired, security threat",
+    "P2": "Medium: minor functionality issues, performance degradation",
+    "P3": "Low: cosmetic issues, enhancement requests",
+}
+
+
+def _num(value: Any) -> float | None:
+    try:
+        return None if value in (None, "") else float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def severity(facts: dict[str, Any], rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Classify the platform's state P0..P3 from measured facts; every rule checked is listed.
+
+    facts (any may be missing, which is said in the reasoning, never guessed):
+      edge_state, app_state, database_state     healthy | degraded | down
+      ikhokha_verdict                           ikhokha_check's verdict
+      success_rate, success_rate_min            fractions
+      lockdown, maintenance, payments_stopped   switch states (bool)
+      security_critical, security_high          security events in the window by severity
+      critical_alerts                           names of critical alerts firing
+    rows: the verdict table; any other degraded row counts as a degradation (P2).
+    """
+    facts = facts or {}
+    rows = rows or []
+    reasons: dict[str, list[str]] = {"P0": [], "P1": [], "P2": []}
+    not_measured: list[str] = []
+
+    for name, label in (("edge", "the edge (nginx)"), ("app", "the app"), ("database", "the database")):
+        state = facts.get(f"{name}_state")
+        if state is None:
+            not_measured.append(f"{label} state")
+        elif state == "down":
+            reasons["P0"].append(f"system down: {label} is down")
+    if facts.get("lockdown"):
+        reasons["P0"].append("security breach response in force: the lockdown switch is on")
+    critical = _num(facts.get("security_critical"))
+    if critical is None:
+        not_measured.append("security events")
+    elif critical > 0:
+        reasons["P0"].append(f"security breach: {critical:g} critical security event(s) in the window")
+    not_measured.append("data loss (not measurable by a health check; see backup:verify-status)")
+
+    verdict = facts.get("ikhokha_verdict")
+    if verdict is None:
+        not_measured.append("the iKhokha gateway")
+    elif verdict in ("unreachable", "credentials_rejected", "gateway_error", "tls_error"):
+        reasons["P1"].append(f"major functionality impaired: payments cannot be created (iKhokha "
+                             f"{verdict.replace('_', ' ')})")
+    rate, minimum = _num(facts.get("success_rate")), _num(facts.get("success_rate_min")) or 0.95
+    if rate is None:
+        not_measured.append("payment success rate (no finished payments in the window)")
+    elif rate < minimum:
+        reasons["P1"].append(f"major functionality impaired: payment success rate {rate * 100:.1f} % is under "
+                             f"{minimum * 100:g} %")
+    for switch, words in (("payments_stopped", "payments are stopped"), ("maintenance", "maintenance mode is on")):
+        if facts.get(switch):
+            reasons["P1"].append(f"major functionality impaired: {words} (switch {switch})")
+    high = _num(facts.get("security_high"))
+    if high:
+        reasons["P1"].append(f"security threat: {high:g} high-severity security event(s) in the window")
+    for alert in facts.get("critical_alerts") or []:
+        reasons["P1"].append(f"critical alert firing: {alert}")
+
+    counted = {"edge", "app", "database", "ikhokha", "payment success rate"}
+    for row in rows:
+        if row.get("state") == "degraded" and not any(row.get("component", "").startswith(c) for c in counted):
+            reasons["P2"].append(f"degradation: {row.get('component')} is {row.get('value')} "
+                                 f"(target {row.get('target')})")
+    if verdict == "slow":
+        reasons["P2"].append("performance degradation: iKhokha answers slowly")
+    if facts.get("app_state") == "degraded" and not reasons["P1"]:
+        reasons["P2"].append("minor functionality issue: the app reports degraded")
+
+    level = next((p for p in ("P0", "P1", "P2") if reasons[p]), "P3")
+    why = reasons.get(level) or ["every measured component is up and every target is met: nothing above "
+                                 "cosmetic issues or enhancement requests"]
+    return {
+        "level": level,
+        "definition": DEFINITIONS[level],
+        "reasons": why,
+        "lower_findings": [r for p in ("P0", "P1", "P2") if p > level for r in reasons[p]],
+        "not_measured": not_measured,
+    }
+
+
+def overall(rows: list[dict[str, Any]]) -> str:
+    states = {row.get("state") for row in rows or []}
+    if "down" in states:
+        return "down"
+    if "degraded" in states:
+        return "degraded"
+    return "healthy"
+
+
+def order_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def rank(row: dict[str, Any]) -> int:
+        name = str(row.get("component", "")).lower()
+        return next((i for i, prefix in enumerate(COMPONENT_ORDER) if name.startswith(prefix)), len(COMPONENT_ORDER))
+
+    # sorted() is stable: rows of one component keep the order their check gave them.
+    return sorted(rows or [], key=rank)
+
+
+def money(item: dict[str, Any]) -> str:
+    """{key: ZAR, value: 2097900} (integer cents) as 'ZAR 20979.00'."""
+    return f"{item['key']} {int(item['value'] or 0) / 100:.2f}"
+
+
+def pairs(mapping: dict[str, Any]) -> str:
+    return ", ".join(f"{key}: {value}" for key, value in sorted((mapping or {}).items()))
+
+
+def switch_row(item: dict[str, Any]) -> dict[str, Any]:
+    """A switch of the control model as a verdict row: on is a deliberate state, shown, not a failure."""
+    enabled = bool(int(item["value"] or 0))
+    return {"component": f"switch {item['key']}", "state": "on" if enabled else "off",
+            "value": "on" if enabled else "off", "target": "off"}
+
+
+def alert_row(alert: dict[str, Any], silenced: list[str] | None = None) -> dict[str, Any]:
+    """An alert that fired in a window: still firing is degraded (acknowledged: info), resolved is info."""
+    name = alert.get("alertname") or "?"
+    held = name in (silenced or [])
+    firing = bool(alert.get("firing_now"))
+    minutes = round((alert.get("firing_seconds") or 0) / 60, 1)
+    return {
+        "component": f"alert {name}",
+        "state": "degraded" if firing and not held else "info",
+        "value": ("firing" + (", acknowledged" if held else "")) if firing else f"resolved after {minutes:g} min",
+        "target": "resolved",
+        "detail": f"{alert.get('severity') or 'no severity'}; first {alert.get('first_seen')}, "
+                  f"last {alert.get('last_seen')}",
+    }
+
+
+def disk_use(mount: dict[str, Any]) -> dict[str, Any]:
+    total = mount.get("size_total") or 0
+    used = total - (mount.get("size_available") or 0)
+    return {"mount": mount.get("mount"), "percent": round(100.0 * used / total, 1) if total else 0.0,
+            "total_gb": round(total / 1024**3, 1)}
+
+
+def query_row(query: dict[str, Any], kind: str = "long") -> dict[str, Any]:
+    """A long-running or blocked query as a verdict row: its age, state and the statement's start."""
+    text = " ".join(str(query.get("query") or "").split())
+    blockers = ", ".join(str(pid) for pid in query.get("blocked_by") or [])
+    return {
+        "component": f"query pid {query.get('pid')}",
+        "state": "degraded",
+        "value": f"{query.get('age_seconds')} s {query.get('state') or ''}".strip(),
+        "target": "blocked by nobody" if kind == "blocked" else "shorter",
+        "detail": (f"blocked by {blockers}; " if blockers else "") + f"{query.get('user')}: {text[:120]}",
+    }
+
+
+class FilterModule:
+    def filters(self) -> dict[str, Any]:
+        return {
+            "payops_severity": severity,
+            "payops_overall": overall,
+            "payops_order_rows": order_rows,
+            "payops_money": money,
+            "payops_disk_use": disk_use,
+            "payops_query_row": query_row,
+            "payops_alert_row": alert_row,
+            "payops_pairs": pairs,
+            "payops_switch_row": switch_row,
+        }
