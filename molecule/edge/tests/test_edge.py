@@ -181,8 +181,7 @@ TEST_RULES = {
     ),
     f"{PAYOPS_DIR}/site.d/zz-molecule-test.conf": "if ($payops_test_maintenance) { return 503; }\n",
     f"{PAYOPS_DIR}/checkout.d/zz-molecule-test.conf": (
-        'if ($http_x_payops_test = "payments-stopped") {\n'
-        '    return 503 \'{"error": "payments_stopped"}\';\n}\n'
+        'if ($http_x_payops_test = "payments-stopped") {\n    return 503 \'{"error": "payments_stopped"}\';\n}\n'
     ),
 }
 
