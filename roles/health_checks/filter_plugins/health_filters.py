@@ -172,6 +172,51 @@ def query_row(query: dict[str, Any], kind: str = "long") -> dict[str, Any]:
     }
 
 
+def route_rows(result: list[dict[str, Any]], max_seconds: float) -> list[dict[str, Any]]:
+    """Prometheus' per-route p95 and request counts (label kpi) as one verdict row per route."""
+    counts = {r["metric"].get("route"): float(r["value"][1])
+              for r in result or [] if r["metric"].get("kpi") == "requests"}
+    rows = []
+    for r in result or []:
+        if r["metric"].get("kpi") != "p95" or str(r["value"][1]).lower() == "nan":
+            continue
+        route, p95 = r["metric"].get("route"), float(r["value"][1])
+        rows.append({"component": f"route {route}", "state": "healthy" if p95 < float(max_seconds) else "degraded",
+                     "value": f"p95 {p95:.3f} s, {counts.get(route, 0):.0f} req", "target": f"< {max_seconds:g} s"})
+    return sorted(rows, key=lambda row: row["component"])
+
+
+def top_processes(host: dict[str, Any], limit: int = 10) -> list[dict[str, Any]]:
+    """`ps -eo pid,pcpu,pmem,rss,etimes,comm` lines of a host's registered result as records."""
+    lines = ((host or {}).get("resources_processes") or {}).get("stdout_lines") or []
+    found = []
+    for line in lines[:limit]:
+        parts = line.split(None, 5)
+        if len(parts) == 6:
+            found.append({"pid": int(parts[0]), "cpu_percent": float(parts[1]), "mem_percent": float(parts[2]),
+                          "rss_mb": round(int(parts[3]) / 1024, 1), "seconds": int(parts[4]), "command": parts[5]})
+    return found
+
+
+def severity_rows(assessment: dict[str, Any]) -> list[dict[str, Any]]:
+    """The severity and its reasoning as verdict rows (info: the components' own rows carry the states)."""
+    level = assessment["level"]
+    rows = [{"component": "severity", "state": "info", "value": f"{level} ({assessment['definition'].split(':')[0]})",
+             "target": "P3", "detail": assessment["definition"]}]
+    rows += [{"component": f"{level} because", "state": "info", "value": "-", "target": "-", "detail": reason}
+             for reason in assessment["reasons"]]
+    rows += [{"component": "also found", "state": "info", "value": "-", "target": "-", "detail": reason}
+             for reason in assessment.get("lower_findings", [])]
+    return rows
+
+
+def reason_row(reason: dict[str, Any]) -> dict[str, Any]:
+    """A failure reason of payment_metrics (category, gateway response code, count) as a row."""
+    code = reason.get("response_code")
+    return {"component": f"failures: {reason.get('category')}", "state": "info", "value": str(reason.get("count")),
+            "target": "-", "detail": (f"responseCode {code}; " if code else "") + str(reason.get("example") or "")}
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
@@ -179,6 +224,10 @@ class FilterModule:
             "payops_overall": overall,
             "payops_order_rows": order_rows,
             "payops_money": money,
+            "payops_reason_row": reason_row,
+            "payops_severity_rows": severity_rows,
+            "payops_top_processes": top_processes,
+            "payops_route_rows": route_rows,
             "payops_disk_use": disk_use,
             "payops_query_row": query_row,
             "payops_alert_row": alert_row,
