@@ -593,7 +593,9 @@ def pipe_problem(name, result):
     """Why a pipe_object() run failed, or None."""
     if result["rc"] != 0:
         return f"{name} failed (exit {result['rc']}): {first_lines(result['stderr']) or 'no message'}"
-    if result["decoder_rc"] != 0 and not result["stopped_early"]:
+    # A consumer that finished early closes the pipe: zstd then dies of SIGPIPE, which is no fault.
+    sigpipe = result["decoder_rc"] == -13 and result["rc"] == 0
+    if result["decoder_rc"] != 0 and not result["stopped_early"] and not sigpipe:
         return f"zstd could not decompress the object: {first_lines(result['decoder_stderr']) or 'no message'}"
     return None
 

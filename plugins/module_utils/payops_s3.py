@@ -114,6 +114,8 @@ def s3_message(exc, params, doing):
         "404": "the object does not exist",
         "403": "access denied",
     }
+    if code in ("404", "NoSuchBucket") and "bucket" in doing:
+        code = "NoSuchBucket"
     if code:
         detail = hints.get(code) or exc.response.get("Error", {}).get("Message") or code
         return f"cannot {doing} in {where}: {detail} ({code})"

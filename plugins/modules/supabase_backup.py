@@ -293,7 +293,12 @@ def main():
             pg_dump, facts["pg_dump_version"] = find_tool("pg_dump", server_major, params["pg_bin_dir"])
             if params["compression"] == "zstd":
                 facts["zstd_version"] = zstd_version(module)
-            with_retries(client.head_bucket, attempts=params["retries"], Bucket=params["bucket"])
+            try:
+                with_retries(client.head_bucket, attempts=params["retries"], Bucket=params["bucket"])
+            except Exception as exc:
+                if is_s3_error(exc):
+                    raise BackupError(s3_message(exc, params, "reach the bucket")) from None
+                raise
             result["row_counts"] = facts["row_counts"]
             result["schemas"] = facts["schemas"]
             result["pg_dump"] = pg_dump
