@@ -88,6 +88,8 @@ class Entry:
     schedule: str | None = None
     notes: str = ""
     extension: bool = False
+    # Variables the entry itself passes (one playbook serving several runbook commands).
+    extravars: tuple[tuple[str, Any], ...] = ()
 
     @property
     def implemented(self) -> bool:
@@ -119,6 +121,7 @@ class Entry:
             "schedule": self.schedule,
             "notes": self.notes,
             "extension": self.extension,
+            "extravars": dict(self.extravars),
         }
 
 
@@ -200,6 +203,9 @@ def load(path: Path) -> Catalog:
             raise PayopsError(f"{where}: status must be one of {', '.join(STATUSES)}")
         if item["status"] == "implemented" and not item.get("playbook"):
             raise PayopsError(f"{where}: an implemented entry needs a playbook")
+        fixed = item.get("extravars") or {}
+        if not isinstance(fixed, dict):
+            raise PayopsError(f"{where}: extravars must be a mapping")
         tags = item.get("tags") or []
         if isinstance(tags, str):
             tags = [tags]
@@ -217,6 +223,7 @@ def load(path: Path) -> Catalog:
                 schedule=item.get("schedule"),
                 notes=str(item.get("notes") or ""),
                 extension=bool(item.get("extension", False)),
+                extravars=tuple(fixed.items()),
             )
         )
     return catalog

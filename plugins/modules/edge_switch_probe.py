@@ -1,0 +1,166 @@
+#!/usr/bin/python
+# Copyright: payops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: edge_switch_probe
+short_description: Observe from outside which switches a web host's nginx serves
+description:
+  - Asks a web host's nginx, as a client would, for the switch states it has loaded
+    (C(/.payops/switches), answered to operators only) and waits until the wanted state shows or
+    the deadline passes - a graceful reload takes effect when the new workers answer, not when
+    the reload command returns.
+  - Then asks, as a client outside the operator allowlist (header C(X-Payops-Probe: outside)),
+    for the essentials that no switch may block - the health endpoint and the webhook path - and
+    reports any that nginx refused with its own page.
+  - One module run polls in-process; an C(until) loop around C(uri) would cost a module run per try.
+  - Read-only; in check mode it observes as well.
+version_added: "0.1.0"
+author: payops
+options:
+  url:
+    description: The host's edge, for example C(http://web-1:80).
+    type: str
+    required: true
+  switch:
+    description: The switch to wait for. Omit to only read the states.
+    type: str
+    choices: [payments_stopped, maintenance, lockdown]
+  enabled:
+    description: The state to wait for.
+    type: bool
+    default: true
+  timeout:
+    description: Seconds to wait for the state to show.
+    type: float
+    default: 10
+  essentials:
+    description: Paths that must pass whatever the switches say, as C(METHOD /path).
+    type: list
+    elements: str
+    default: ["GET /api/health", "POST /api/webhooks/ikhokha"]
+  host_header:
+    description: The Host header to send, when the site answers by name.
+    type: str
+"""
+
+EXAMPLES = r"""
+- name: Wait until web-1 serves the payment stop
+  edge_switch_probe:
+    url: "http://{{ ansible_host }}:80"
+    switch: payments_stopped
+    enabled: true
+  delegate_to: localhost
+"""
+
+RETURN = r"""
+switches:
+  description: The switch states nginx serves (1 on, 0 off), as last seen.
+  returned: when the host answered
+  type: dict
+  sample: {payments_stopped: 1, maintenance: 0, lockdown: 0}
+holds:
+  description: Whether the wanted state showed before the deadline.
+  returned: always
+  type: bool
+  sample: true
+seconds:
+  description: How long it took to show (or the time waited).
+  returned: always
+  type: float
+  sample: 0.21
+blocked:
+  description: Essentials that nginx refused with its own page (never expected).
+  returned: always
+  type: list
+  elements: str
+  sample: []
+essentials:
+  description: The HTTP status of each essential, as an outsider sees it.
+  returned: always
+  type: dict
+  sample: {"GET /api/health": 200, "POST /api/webhooks/ikhokha": 401}
+"""
+
+import json
+import time
+import urllib.error
+import urllib.request
+
+from ansible.module_utils.basic import AnsibleModule
+
+
+def fetch(url, method="GET", headers=None, timeout=5.0):
+    """(status, content type, body) without raising on HTTP errors; status None when unreachable."""
+    data = b"{}" if method == "POST" else None
+    request = urllib.request.Request(url, data=data, method=method, headers=headers or {})  # noqa: S310
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - http(s) URLs from the inventory
+            return response.status, response.headers.get("Content-Type", ""), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers.get("Content-Type", ""), error.read()
+    except (urllib.error.URLError, OSError) as error:
+        return None, "", str(getattr(error, "reason", error)).encode()
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            url=dict(type="str", required=True),
+            switch=dict(type="str", choices=["payments_stopped", "maintenance", "lockdown"]),
+            enabled=dict(type="bool", default=True),
+            timeout=dict(type="float", default=10.0),
+            essentials=dict(type="list", elements="str", default=["GET /api/health", "POST /api/webhooks/ikhokha"]),
+            host_header=dict(type="str"),
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+    base = params["url"].rstrip("/")
+    headers = {"Host": params["host_header"]} if params["host_header"] else {}
+    wanted = 1 if params["enabled"] else 0
+    started = time.monotonic()
+    deadline = started + params["timeout"]
+    switches, last_error = None, None
+    while True:
+        status, _, body = fetch(f"{base}/.payops/switches", headers=headers)
+        if status == 200:
+            try:
+                switches = json.loads(body)
+                last_error = None
+            except ValueError:
+                last_error = "/.payops/switches did not answer JSON"
+        elif status is None:
+            last_error = f"no answer from {base}: {body.decode(errors='replace')}"
+        else:
+            last_error = f"/.payops/switches answered HTTP {status} (is this controller in the operator allowlist?)"
+        holds = switches is not None and (params["switch"] is None or switches.get(params["switch"]) == wanted)
+        if holds or time.monotonic() >= deadline:
+            break
+        time.sleep(0.05)
+    seconds = round(time.monotonic() - started, 3)
+
+    outside = {**headers, "X-Payops-Probe": "outside"}
+    essentials, blocked = {}, []
+    for item in params["essentials"]:
+        method, _, path = item.partition(" ")
+        status, content_type, _ = fetch(base + path, method=method.upper(), headers=outside)
+        essentials[item] = status
+        # A switch rule's refusal is nginx's own page; the app itself always answers JSON.
+        if status in (403, 503) and "json" not in content_type:
+            blocked.append(item)
+
+    result = dict(changed=False, holds=holds, seconds=seconds, blocked=blocked, essentials=essentials)
+    if switches is not None:
+        result["switches"] = switches
+    if last_error and switches is None:
+        module.fail_json(msg=last_error, **result)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
