@@ -246,21 +246,10 @@ class CallbackModule(CallbackBase):
     def v2_playbook_on_play_start(self, play):
         manager = play.get_variable_manager()
         extra = dict(manager.extra_vars) if manager is not None else {}
-        templar = None
-        try:
-            from ansible.template import Templar
-
-            templar = Templar(loader=play._loader, variables=manager.get_vars(play=play)) if manager else None
-        except Exception:  # a templar is a nicety for learning templated secrets
-            templar = None
-        self._learn_secrets(extra, templar)
-        self._learn_secrets(getattr(play, "vars", None) or {}, templar)
+        self._learn_secrets(extra)
         if manager is not None:
-            inventory = manager._inventory
-            for host in inventory.get_hosts(play.hosts) if inventory is not None else []:
-                self._learn_secrets(host.get_vars(), templar)
-                for group in host.get_groups():
-                    self._learn_secrets(group.get_vars(), templar)
+            self._learn_play_secrets(play, manager)
+        self._share_secrets()
         if self._run_open:
             return
         self._run_open = True
@@ -278,6 +267,42 @@ class CallbackModule(CallbackBase):
                 "extra_vars": self._scrub(extra),
             }
         )
+
+    def _share_secrets(self):
+        """Under `payops run`, hand the learned secret values to payops (through a file in its
+        private temporary folder, removed after the run) so that it can remove them from what it
+        prints and from the run's artefacts, which Ansible's own output also reaches."""
+        target = os.environ.get("PAYOPS_SECRETS_FILE")
+        if not target or not self._secret_values:
+            return
+        try:
+            temporary = f"{target}.{os.getpid()}"
+            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+                json.dump(sorted(self._secret_values), handle)
+            os.replace(temporary, target)
+        except OSError as exc:
+            self._display.warning(f"payops_audit: cannot share secrets for redaction: {exc.strerror}")
+
+    def _learn_play_secrets(self, play, manager):
+        """Secrets of the play's hosts: every host's own values, and the templated values of one
+        host's full variables (inventory variables that point at a vault or a lookup)."""
+        inventory = manager._inventory
+        hosts = inventory.get_hosts(play.hosts) if inventory is not None else []
+        for host in hosts:
+            self._learn_secrets(host.get_vars())
+            for group in host.get_groups():
+                self._learn_secrets(group.get_vars())
+        if not hosts:
+            return
+        try:
+            from ansible.template import Templar
+
+            variables = manager.get_vars(play=play, host=hosts[0])
+            templar = Templar(loader=play._loader, variables=variables)
+        except Exception:  # learning secrets must never break a run; the raw values are known
+            return
+        self._learn_secrets(variables, templar)
 
     def _context(self):
         return {

@@ -109,13 +109,28 @@ def new_run_dir(root: Path, command: str) -> Path:
 class Progress:
     """Prints a run as an operator reads it: plays, tasks, and one line per host result."""
 
-    def __init__(self, out: TextIO, secrets_to_hide: set[str]):
+    def __init__(self, out: TextIO, secrets_to_hide: set[str], learned: Path | None = None):
         self.out = out
-        self.hide = secrets_to_hide
+        self.hide = set(secrets_to_hide)
         self.failures: list[str] = []
         self._last_task: str | None = None
+        # The audit callback writes the secret values it learned from the inventory here.
+        self._learned = learned
+        self._learned_mtime = 0.0
+
+    def learn(self) -> None:
+        if self._learned is None:
+            return
+        try:
+            mtime = self._learned.stat().st_mtime
+            if mtime != self._learned_mtime:
+                self.hide.update(json.loads(self._learned.read_text()))
+                self._learned_mtime = mtime
+        except (OSError, ValueError):
+            return
 
     def scrub(self, text: str) -> str:
+        self.learn()
         text = _URL_PASSWORD.sub(lambda m: m.group("head") + REDACTED + "@", text)
         for value in self.hide:
             text = text.replace(value, REDACTED)
@@ -224,10 +239,11 @@ def run(request: RunRequest, out: TextIO = sys.stdout) -> tuple[int, Path]:
     }
     mode = " in check mode (nothing is changed)" if request.check else ""
     print(f"payops: {entry.command} - {entry.purpose}{mode}", file=out, flush=True)
-    progress = Progress(out, hide)
     # ansible-runner keeps its inputs (extra variables included) in private_data_dir: a private
     # temporary folder, removed afterwards, so that no secret given with -e stays on disk.
     private = Path(tempfile.mkdtemp(prefix="payops-run-"))
+    env["PAYOPS_SECRETS_FILE"] = str(private / "learned-secrets.json")
+    progress = Progress(out, hide, private / "learned-secrets.json")
     try:
         result = ansible_runner.run(
             private_data_dir=str(private),
@@ -244,9 +260,10 @@ def run(request: RunRequest, out: TextIO = sys.stdout) -> tuple[int, Path]:
             event_handler=progress,
             suppress_env_files=True,
         )
+        progress.learn()
+        redact_tree(run_dir, progress.hide)
     finally:
         shutil.rmtree(private, ignore_errors=True)
-    redact_tree(run_dir, hide)
     rc = result.rc if result.rc is not None else 1
     status = result.status
     print("", file=out)

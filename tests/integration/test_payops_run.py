@@ -21,6 +21,8 @@ PAYOPS = [sys.executable, "-m", "payops.cli"]
 SECRET_PASSWORD = "Zq-distinctive-PASSWORD-7731"
 SECRET_TOKEN = "tok_distinctive_4471_xyz"
 SECRET_IN_INVENTORY = "inventory-secret-9a8b7c"
+# A secret reached through a template (as vault_* or a lookup would be): learned by templating.
+SECRET_TEMPLATED = "templated-secret-5e6f7g"
 
 CATALOG = """
 version: 1
@@ -65,6 +67,10 @@ GREET = """
       ansible.builtin.debug:
         msg: "hello {{ times | default(1) }} times via postgresql://ops:{{ db_password }}@db/betaskill"
       tags: [greet]
+    - name: Mention a value that is secret only through a template
+      ansible.builtin.debug:
+        msg: "the token is {{ plain_looking_value }}"
+      tags: [greet]
     - name: Use the token where it must not show
       ansible.builtin.command: echo {{ api_token | default('none') }} {{ inventory_password }}
       changed_when: false
@@ -108,6 +114,8 @@ def project(tmp_path: Path) -> Path:
         "  vars:\n    payops_environment: local\n"
         f"    inventory_password: {SECRET_IN_INVENTORY}\n"
         f"    db_password: {SECRET_PASSWORD}\n"
+        f"    plain_looking_value: {SECRET_TEMPLATED}\n"
+        "    notify_token: '{{ plain_looking_value }}'\n"
     )
     return root
 
@@ -155,7 +163,7 @@ def test_no_secret_reaches_the_output_the_artefacts_or_the_audit_trail(project, 
         "-e", f"marker={marker}", "-e", f"api_token={SECRET_TOKEN}",
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    secrets = (SECRET_PASSWORD, SECRET_TOKEN, SECRET_IN_INVENTORY)
+    secrets = (SECRET_PASSWORD, SECRET_TOKEN, SECRET_IN_INVENTORY, SECRET_TEMPLATED)
     places = {"stdout": result.stdout + result.stderr}
     places["audit"] = (project / ".payops" / "audit" / "audit.jsonl").read_text()
     for path in run_dir_of(result).rglob("*"):
