@@ -12,7 +12,7 @@ description:
     (C(/.payops/switches), answered to operators only) and waits until the wanted state shows or
     the deadline passes - a graceful reload takes effect when the new workers answer, not when
     the reload command returns.
-  - Then asks, as a client outside the operator allowlist (header C(X-Payops-Probe: outside)),
+  - Then asks, as a client outside the operator allowlist (the header C(X-Payops-Probe) set to C(outside)),
     for the essentials that no switch may block - the health endpoint and the webhook path - and
     reports any that nginx refused with its own page.
   - One module run polls in-process; an C(until) loop around C(uri) would cost a module run per try.

@@ -128,7 +128,7 @@ cache_hit_ratio:
   type: float
   sample: 0.998
 replication_slots:
-  description: Replication slots (visible: false when the role may not read them).
+  description: Replication slots (visible is false when the role may not read them).
   returned: when reachable
   type: dict
   sample: {visible: true, slots: [{name: s1, type: logical, active: false, retained_bytes: 1048576}]}
