@@ -670,3 +670,227 @@ def connect_to(module, database, connect, autocommit=True):
 
     proxy = types.SimpleNamespace(params={**module.params, "login_db": database}, fail_json=module.fail_json)
     return connect(proxy, autocommit=autocommit, application_name="payops_backup")
+
+
+# --------------------------------------------------------------------------------------- secrets
+
+
+# The audit callback's notion of a secret name (plugins/callback/payops_audit.py, secret_words and
+# safe_names): a name is secret when one of its parts (split on _ - .) is one of these words.
+SECRET_WORDS = frozenset((
+    "password", "passwd", "pass", "secret", "token", "key", "dsn", "credential", "credentials", "authorization",
+    "cookie", "apikey", "private", "sign", "signature", "vault",
+))
+SAFE_NAMES = frozenset(("key_prefix", "object_key", "backup_key", "sort_key", "no_log"))
+# Secret although their names do not say so (docs/conventions.md: the webhook URL embeds a token).
+SECRET_NAMES = frozenset(("payops_notify_url",))
+REDACTED = "<redacted>"
+URL_PASSWORD_RE = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^/@:\s]+:)[^/@\s]+@", re.IGNORECASE)
+MIN_SECRET_LENGTH = 4
+
+
+def is_secret_name(name, extra_names=()):
+    lowered = str(name).lower()
+    if lowered in SAFE_NAMES:
+        return False
+    if lowered in SECRET_NAMES or lowered in {str(extra).lower() for extra in extra_names}:
+        return True
+    parts = re.split(r"[_\-.]", lowered)
+    return any(part in SECRET_WORDS for part in parts) or lowered.replace("_", "") in {
+        "apikey", "accesskey", "secretkey"}
+
+
+def secret_values_of(variables, extra_names=()):
+    """The values (strings of at least four characters) of every secret-named variable, nested too."""
+    found = set()
+
+    def walk(value, secret):
+        if isinstance(value, dict):
+            for key, item in value.items():
+                walk(item, secret or is_secret_name(key, extra_names))
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                walk(item, secret)
+        elif secret and isinstance(value, str) and len(value.strip()) >= MIN_SECRET_LENGTH:
+            found.add(value.strip())
+
+    walk(variables, False)
+    return found
+
+
+def scrub_text(text, secret_values):
+    """text with passwords in URLs and every known secret value replaced; (text, changed)."""
+    cleaned = URL_PASSWORD_RE.sub(lambda match: match.group("head") + REDACTED + "@", text)
+    for value in sorted(secret_values, key=len, reverse=True):
+        cleaned = cleaned.replace(value, REDACTED)
+    return cleaned, cleaned != text
+
+
+def redact(value, secret_values=(), extra_names=(), drop=False, path=""):
+    """(value without secrets, [paths of what was removed]).
+
+    Secret-named keys are replaced by REDACTED (drop=True leaves them out), and known secret
+    values are replaced wherever they appear in other strings."""
+    removed = []
+
+    def walk(item, where):
+        if isinstance(item, dict):
+            result = {}
+            for key, inner in item.items():
+                here = f"{where}.{key}" if where else str(key)
+                if is_secret_name(key, extra_names) and inner not in (None, "", [], {}):
+                    removed.append(here)
+                    if not drop:
+                        result[key] = REDACTED
+                    continue
+                result[key] = walk(inner, here)
+            return result
+        if isinstance(item, (list, tuple)):
+            return [walk(inner, f"{where}[{index}]") for index, inner in enumerate(item)]
+        if isinstance(item, str):
+            cleaned, changed = scrub_text(item, secret_values)
+            if changed:
+                removed.append(where)
+            return cleaned
+        return item
+
+    return walk(value, path), removed
+
+
+def fill_redacted(backed_up, current):
+    """The backed-up JSON value with each REDACTED placeholder taken from the current one at the same
+    place; (value, [places that could not be filled])."""
+    missing = []
+
+    def walk(item, live, where):
+        if item == REDACTED:
+            if live is None or live == REDACTED:
+                missing.append(where or "(the whole file)")
+                return item
+            return live
+        if isinstance(item, dict):
+            live = live if isinstance(live, dict) else {}
+            return {key: walk(inner, live.get(key), f"{where}.{key}" if where else str(key))
+                    for key, inner in item.items()}
+        if isinstance(item, list):
+            live = live if isinstance(live, list) else []
+            return [walk(inner, live[index] if index < len(live) else None, f"{where}[{index}]")
+                    for index, inner in enumerate(item)]
+        return item
+
+    return walk(backed_up, current, ""), missing
+
+
+# ------------------------------------------------------------------------------ manifest and streams
+
+
+def base_manifest(backup_id, kind, environment, label, started, finished, objects, run_id=None, operator=None):
+    """The manifest keys every kind of backup shares; a kind adds its own section."""
+    import platform
+
+    return {
+        "format": MANIFEST_FORMAT,
+        "backup_id": backup_id,
+        "kind": kind,
+        "environment": environment,
+        "label": label,
+        "started_at": iso(started),
+        "finished_at": iso(finished),
+        "seconds": round((finished - started).total_seconds(), 3),
+        "objects": objects,
+        "run_id": run_id,
+        "operator": operator,
+        "controller": platform.node(),
+    }
+
+
+def upload_compressed(writer, produce, level=1, threads=0):
+    """Stream what produce(sink) writes through `zstd` into writer (a MultipartWriter): the producer
+    runs in a thread, zstd in a pipe, nothing is staged. Any failure of the producer or of zstd
+    aborts the upload. Returns the writer's stored object."""
+    import tempfile
+
+    with tempfile.TemporaryFile() as zstd_err:
+        compressor = subprocess.Popen(["zstd", "-q", "-c", f"-{level}", f"-T{threads}"], stdin=subprocess.PIPE,
+                                      stdout=subprocess.PIPE, stderr=zstd_err)
+        failure = []
+
+        def feed():
+            try:
+                produce(compressor.stdin)
+            except BaseException as exc:  # handed back to the uploading thread
+                failure.append(exc)
+            finally:
+                try:
+                    compressor.stdin.close()
+                except OSError as exc:
+                    failure.append(exc)
+
+        thread = threading.Thread(target=feed, name="payops-tar", daemon=True)
+        thread.start()
+
+        def finished_cleanly():
+            thread.join()
+            if failure:
+                raise failure[0]
+            code = compressor.wait()
+            if code != 0:
+                zstd_err.seek(0)
+                text = first_lines(zstd_err.read().decode(errors="replace"))
+                raise BackupError(f"zstd failed (exit {code}): {text or 'no message'}")
+
+        try:
+            stored = writer.upload(compressor.stdout, before_complete=finished_cleanly)
+        except BaseException:
+            if compressor.poll() is None:
+                compressor.kill()
+            compressor.wait()
+            thread.join(timeout=30)
+            raise
+    stored.update(compression="zstd")
+    return stored
+
+
+def safe_member_name(name):
+    """A tar member name that stays inside the folder it is unpacked into, or BackupError."""
+    parts = [part for part in name.split("/") if part not in ("", ".")]
+    if name.startswith("/") or ".." in parts or not parts:
+        raise BackupError(f"archive member {name!r} would land outside its folder")
+    return "/".join(parts)
+
+
+# ------------------------------------------------------------------------------- recovery:verify
+
+
+# Tables whose rows come and go in normal operation (sessions expire, lockdown revokes them):
+# a difference either way is reported, never judged.
+VOLATILE_TABLES = ("auth.sessions", "auth.refresh_tokens")
+
+
+def judge_counts(expected, live, volatile=VOLATILE_TABLES):
+    """Per table, the live rows against a backup's manifest, and a verdict.
+
+    Payment data is append-mostly: rows added after the backup explain live > manifest, so equal or
+    grown tables are `healthy`. A table with fewer rows than the backup (data lost since, or a
+    restore from an older backup), or missing altogether, makes the verdict `degraded`. Tables in
+    volatile are reported and not judged; tables created since the backup are reported as new.
+    Returns (verdict, [{table, manifest, live, difference, state}])."""
+    rows = []
+    for table in sorted(set(expected) | set(live)):
+        before, now = expected.get(table), live.get(table)
+        if before is None:
+            state = "new"
+        elif now is None:
+            state = "missing"
+        elif now == before:
+            state = "same"
+        elif table in volatile:
+            state = "volatile"
+        elif now > before:
+            state = "grown"
+        else:
+            state = "shrunk"
+        rows.append({"table": table, "manifest": before, "live": now,
+                     "difference": None if before is None or now is None else now - before, "state": state})
+    verdict = "degraded" if any(row["state"] in ("missing", "shrunk") for row in rows) else "healthy"
+    return verdict, rows
