@@ -181,6 +181,10 @@ class Metrics:
                                   ["route"], registry=self.registry)
         self.processed = Counter("betaskill_payments_processed", "Gateway callbacks applied to a payment",
                                  ["status"], registry=self.registry)
+        # Both series exist at 0 from the start: rate() over a counter that appears already at 3
+        # sees no increase, and a success ratio with no "completed" series is no ratio at all.
+        for status in ("completed", "failed"):
+            self.processed.labels(status)
         self.registry.register(_DatabaseCollector(app))
 
     def observe(self, request: Request, status: int, duration: float) -> None:
