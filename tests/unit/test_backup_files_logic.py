@@ -1,0 +1,80 @@
+"""Pure logic of configuration backups and recovery:verify: secret names, redaction, refilling, row-count verdicts."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def backup_utils():
+    import ansible.module_utils as module_utils
+
+    path = str(ROOT / "plugins" / "module_utils")
+    if path not in module_utils.__path__:
+        module_utils.__path__.append(path)
+    sys.modules.pop("ansible.module_utils.payops_backup", None)
+    from ansible.module_utils import payops_backup
+
+    return payops_backup
+
+
+def test_secret_names_are_the_audit_callbacks(backup_utils):
+    text = (ROOT / "plugins" / "callback" / "payops_audit.py").read_text()
+    for word in backup_utils.SECRET_WORDS:
+        assert word in text.split("secret_words:")[1].split("ini:")[0]
+    for name in ("payops_db_password", "payops_ikhokha_app_secret", "payops_aws_secret_access_key",
+                 "vault_payops_ikhokha_app_id", "dsn", "payops_notify_url", "api-token"):
+        assert backup_utils.is_secret_name(name), name
+    for name in ("payops_db_host", "edge_api_keepalive", "key_prefix", "ikhokha_app_id", "edge_hsts_max_age"):
+        assert not backup_utils.is_secret_name(name), name
+
+
+def test_redact_replaces_secret_keys_and_secret_values_anywhere(backup_utils):
+    document = {"dsn": "postgresql://u:pw-1234@h/db", "ikhokha_app_secret": "s3cr3t-value", "port": 8000,
+                "nested": {"token": "abcd", "url": "http://x:pw-1234@h/", "note": "uses s3cr3t-value"}}
+    clean, removed = backup_utils.redact(document, {"s3cr3t-value"})
+    assert clean["dsn"] == clean["ikhokha_app_secret"] == clean["nested"]["token"] == "<redacted>"
+    assert clean["port"] == 8000
+    assert "pw-1234" not in str(clean) and "s3cr3t-value" not in str(clean)
+    assert set(removed) == {"dsn", "ikhokha_app_secret", "nested.token", "nested.url", "nested.note"}
+
+
+def test_fill_redacted_takes_secrets_from_the_live_file_and_names_what_it_cannot(backup_utils):
+    backed_up = {"dsn": "<redacted>", "port": 8000, "nested": {"secret": "<redacted>"}}
+    merged, missing = backup_utils.fill_redacted(backed_up, {"dsn": "live-dsn", "port": 9000,
+                                                             "nested": {"secret": "live"}})
+    assert merged == {"dsn": "live-dsn", "port": 8000, "nested": {"secret": "live"}} and missing == []
+    _merged, missing = backup_utils.fill_redacted(backed_up, {"port": 1})
+    assert missing == ["dsn", "nested.secret"]
+
+
+def test_secret_values_of_learns_nested_secret_values(backup_utils):
+    found = backup_utils.secret_values_of({"web-1": {"payops_db_password": "pw-1234", "edge_x": "_",
+                                                     "payops_aws": {"secret_key": "k3y-value"}, "short_token": "ab"}})
+    assert found == {"pw-1234", "k3y-value"}
+
+
+@pytest.mark.parametrize(("expected", "live", "verdict", "states"), [
+    ({"public.payments": 10}, {"public.payments": 10}, "healthy", ["same"]),
+    ({"public.payments": 10}, {"public.payments": 12}, "healthy", ["grown"]),
+    ({"public.payments": 10}, {"public.payments": 9}, "degraded", ["shrunk"]),
+    ({"public.payments": 10}, {}, "degraded", ["missing"]),
+    ({}, {"public.new_table": 3}, "healthy", ["new"]),
+    ({"auth.sessions": 10}, {"auth.sessions": 2}, "healthy", ["volatile"]),
+])
+def test_judge_counts(backup_utils, expected, live, verdict, states):
+    got, rows = backup_utils.judge_counts(expected, live)
+    assert got == verdict
+    assert [row["state"] for row in rows] == states
+
+
+def test_safe_member_name_refuses_escapes(backup_utils):
+    assert backup_utils.safe_member_name("./web-1/nginx/nginx.conf") == "web-1/nginx/nginx.conf"
+    for bad in ("../etc/passwd", "/etc/passwd", "web-1/../../x"):
+        with pytest.raises(backup_utils.BackupError):
+            backup_utils.safe_member_name(bad)
