@@ -25,6 +25,7 @@ import hashlib
 import hmac
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -122,6 +123,8 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3, help="runs of each way, per scenario (3)")
     parser.add_argument("--latency-ms", type=int, default=1000, help="simulator latency of the second scenario")
     args = parser.parse_args()
+    # Stopped with SIGTERM (timeout, kill), still put the simulator's faults back and remove the play.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     sb = status()
     if any(service["state"] != "running" for service in sb["services"].values()):
         raise SystemExit("the sandbox is not up: export PAYOPS_SANDBOX_DIR=... and run `payops sandbox up` first")
