@@ -36,6 +36,14 @@ options:
     description: Seconds to wait for the state to show.
     type: float
     default: 10
+  settle:
+    description:
+      - Seconds the wanted state must keep showing, without an answer in the old state, before it
+        holds. After a graceful reload the old workers still accept connections for a moment, so a
+        first answer in the new state is not yet proof. C(0) takes the first answer (no reload
+        happened).
+    type: float
+    default: 0.5
   essentials:
     description: Paths that must pass whatever the switches say, as C(METHOD /path).
     type: list
@@ -67,7 +75,7 @@ holds:
   type: bool
   sample: true
 seconds:
-  description: How long it took to show (or the time waited).
+  description: How long it took until the wanted state showed for good (or the time waited).
   returned: always
   type: float
   sample: 0.21
@@ -114,6 +122,7 @@ def main():
             switch=dict(type="str", choices=["payments_stopped", "maintenance", "lockdown"]),
             enabled=dict(type="bool", default=True),
             timeout=dict(type="float", default=10.0),
+            settle=dict(type="float", default=0.5),
             essentials=dict(type="list", elements="str", default=["GET /api/health", "POST /api/webhooks/ikhokha"]),
             host_header=dict(type="str"),
         ),
@@ -126,23 +135,33 @@ def main():
     started = time.monotonic()
     deadline = started + params["timeout"]
     switches, last_error = None, None
+    # After a reload the old workers keep accepting connections until the master has started the
+    # new ones and told the old ones to stop (100 ms, longer on a busy host): one answer in the
+    # new state does not prove that every answer is. It holds once it keeps showing for `settle`.
+    settle = params["settle"]
+    streak = None  # when the wanted state started showing without a break
     while True:
         status, _, body = fetch(f"{base}/.payops/switches", headers=headers)
+        showing = False
         if status == 200:
             try:
                 switches = json.loads(body)
                 last_error = None
+                showing = params["switch"] is None or switches.get(params["switch"]) == wanted
             except ValueError:
                 last_error = "/.payops/switches did not answer JSON"
         elif status is None:
             last_error = f"no answer from {base}: {body.decode(errors='replace')}"
         else:
             last_error = f"/.payops/switches answered HTTP {status} (is this controller in the operator allowlist?)"
-        holds = switches is not None and (params["switch"] is None or switches.get(params["switch"]) == wanted)
-        if holds or time.monotonic() >= deadline:
+        now = time.monotonic()
+        streak = (streak or now) if showing else None
+        holds = streak is not None and now - streak >= settle
+        # A streak that began before the deadline may finish settling after it.
+        if holds or (now >= deadline and (streak is None or now >= deadline + settle)):
             break
         time.sleep(0.05)
-    seconds = round(time.monotonic() - started, 3)
+    seconds = round((streak if holds else time.monotonic()) - started, 3)
 
     outside = {**headers, "X-Payops-Probe": "outside"}
     essentials, blocked = {}, []
