@@ -27,19 +27,21 @@ testinfra_hosts = _molecule_hosts()
 CONFIG_DIR = "/etc/nginx"
 PAYOPS_DIR = f"{CONFIG_DIR}/payops"
 
-# The container has python3 but no curl: one request, printed as JSON.
+# The container has python3 but no curl: one request from a chosen loopback address, printed as JSON.
+# 127.0.0.1 is in converge.yml's operator allowlist; 127.0.0.2 is any customer.
 _REQUEST = r"""
-import json, sys, urllib.request, urllib.error
-method, path, headers = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+import http.client, json, sys
+method, path, headers, source = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), sys.argv[6]
 data = sys.argv[4].encode() * int(sys.argv[5]) or None
-request = urllib.request.Request("http://127.0.0.1" + path, data=data, headers=headers, method=method)
-try:
-    response = urllib.request.urlopen(request, timeout=5)
-except urllib.error.HTTPError as error:
-    response = error
-print(json.dumps({"status": response.status, "headers": dict(response.headers),
+connection = http.client.HTTPConnection("127.0.0.1", 80, timeout=5, source_address=(source, 0))
+connection.request(method, path, body=data, headers=headers)
+response = connection.getresponse()
+print(json.dumps({"status": response.status, "headers": dict(response.getheaders()),
                   "body": response.read().decode(errors="replace")}))
 """
+
+OPERATOR = "127.0.0.1"
+OUTSIDER = "127.0.0.2"
 
 
 @dataclass
@@ -59,16 +61,18 @@ def request(
     method: str = "GET",
     data: str = "",
     repeat: int = 1,
+    source: str = OPERATOR,
 ) -> Response:
     """One HTTP request from inside the container; the body is `data` repeated `repeat` times."""
     result = host.check_output(
-        "python3 -c %s %s %s %s %s %s",
+        "python3 -c %s %s %s %s %s %s %s",
         _REQUEST,
         method,
         path,
         json.dumps({"Host": "app.betaskill.com", **(headers or {})}),
         data,
         str(repeat),
+        source,
     )
     answer = json.loads(result)
     return Response(answer["status"], {k.lower(): v for k, v in answer["headers"].items()}, answer["body"])
@@ -200,7 +204,7 @@ def switch_rules(host):
 
 def test_maintenance_page_from_a_site_rule(host, switch_rules):
     def page_served():
-        response = request(host, "/courses", {"X-Payops-Test": "maintenance"})
+        response = request(host, "/courses", {"X-Payops-Test": "maintenance"}, source=OUTSIDER)
         assert response.status == 503
         return response
 
@@ -208,20 +212,22 @@ def test_maintenance_page_from_a_site_rule(host, switch_rules):
     assert response.headers["retry-after"] == "300"
     assert "down for maintenance" in response.body
     assert response.headers["x-frame-options"] == "DENY"
-    assert request(host, "/api/checkout", {"X-Payops-Test": "maintenance"}).status == 503
+    assert request(host, "/api/checkout", {"X-Payops-Test": "maintenance"}, source=OUTSIDER).status == 503
 
 
 def test_webhooks_and_health_pass_every_switch(host, switch_rules):
-    eventually(lambda: _assert_status(request(host, "/", {"X-Payops-Test": "maintenance"}), 503))
+    eventually(lambda: _assert_status(request(host, "/", {"X-Payops-Test": "maintenance"}, source=OUTSIDER), 503))
     for path in ("/api/webhooks/ikhokha", "/api/health"):
         for switch in ("maintenance", "payments-stopped"):
-            assert request(host, path, {"X-Payops-Test": switch}, method="POST").status == 200
+            assert request(host, path, {"X-Payops-Test": switch}, method="POST", source=OUTSIDER).status == 200
 
 
 def test_operators_pass_maintenance(host, switch_rules):
-    eventually(lambda: _assert_status(request(host, "/", {"X-Payops-Test": "maintenance"}), 503))
-    operator = {"X-Payops-Test": "maintenance", "X-Forwarded-For": "198.51.100.20"}
-    assert request(host, "/", operator).status == 200
+    maintenance = {"X-Payops-Test": "maintenance"}
+    eventually(lambda: _assert_status(request(host, "/", maintenance, source=OUTSIDER), 503))
+    assert request(host, "/", maintenance, source=OPERATOR).status == 200
+    # A customer forwarded by the trusted load balancer (127.0.0.1) is judged by its own address.
+    assert request(host, "/", {**maintenance, "X-Forwarded-For": "203.0.113.20"}, source=OPERATOR).status == 503
 
 
 def test_checkout_rule_keeps_its_own_body(host, switch_rules):
@@ -236,3 +242,117 @@ def test_checkout_rule_keeps_its_own_body(host, switch_rules):
 
 def _assert_status(response: Response, status: int) -> None:
     assert response.status == status
+
+
+# The control model's three switches, as roles/edge/tasks/switch.yml sets them: one file in
+# server.d per switch that is on, then a tested, graceful reload. (The role's switch entry point
+# also probes from the controller, which cannot reach the container's loopback allowlist; the
+# files and the reload are what it changes on the host.)
+SWITCHES = ("payments_stopped", "maintenance", "lockdown")
+PATHS = {
+    "site": ("GET", "/courses/42"),
+    "checkout": ("POST", "/api/checkout"),
+    "health": ("GET", "/api/health"),
+    "webhook": ("POST", "/api/webhooks/ikhokha"),
+}
+# What each client gets, per switch state: a status, and for 503s whose page nginx answers, which one.
+PROXIED = 200  # the echoing API stub, or the release
+EXPECTED = {
+    ("payments_stopped",): {
+        OUTSIDER: {"site": PROXIED, "checkout": "payments_stopped", "health": PROXIED, "webhook": PROXIED},
+        OPERATOR: {"site": PROXIED, "checkout": "payments_stopped", "health": PROXIED, "webhook": PROXIED},
+    },
+    ("maintenance",): {
+        OUTSIDER: {"site": "maintenance", "checkout": "maintenance", "health": PROXIED, "webhook": PROXIED},
+        OPERATOR: {"site": PROXIED, "checkout": PROXIED, "health": PROXIED, "webhook": PROXIED},
+    },
+    ("lockdown",): {
+        OUTSIDER: {"site": 403, "checkout": 403, "health": PROXIED, "webhook": PROXIED},
+        OPERATOR: {"site": PROXIED, "checkout": PROXIED, "health": PROXIED, "webhook": PROXIED},
+    },
+    SWITCHES: {
+        OUTSIDER: {"site": 403, "checkout": 403, "health": PROXIED, "webhook": PROXIED},
+        OPERATOR: {"site": PROXIED, "checkout": "payments_stopped", "health": PROXIED, "webhook": PROXIED},
+    },
+}
+
+
+# Many requests in one `podman exec`: each one costs a Python start in the container otherwise.
+_REQUESTS = r"""
+import http.client, json, sys
+answers = []
+for method, path, headers, data, source in json.loads(sys.argv[1]):
+    connection = http.client.HTTPConnection("127.0.0.1", 80, timeout=5, source_address=(source, 0))
+    connection.request(method, path, body=data.encode() or None, headers=headers)
+    response = connection.getresponse()
+    answers.append({"status": response.status, "headers": dict(response.getheaders()),
+                    "body": response.read().decode(errors="replace")})
+    connection.close()
+print(json.dumps(answers))
+"""
+
+
+def requests_at_once(host, wanted: list[tuple[str, str, dict[str, str], str, str]]) -> list[Response]:
+    """(method, path, headers, body, source) each; the answers in the same order."""
+    sent = [(method, path, {"Host": "app.betaskill.com", **headers}, data, source)
+            for method, path, headers, data, source in wanted]
+    answers = json.loads(host.check_output("python3 -c %s %s", _REQUESTS, json.dumps(sent)))
+    return [Response(a["status"], {k.lower(): v for k, v in a["headers"].items()}, a["body"]) for a in answers]
+
+
+def served(host, source: str = OPERATOR) -> Response:
+    return request(host, "/.payops/switches", source=source)
+
+
+def _serves(host, states: dict[str, int]) -> None:
+    assert served(host).json() == states
+
+
+def outcome(response: Response) -> int | str:
+    """The status, or which refusal a 503 is: nginx's payments_stopped JSON, or the maintenance page."""
+    if response.status != 503:
+        return response.status
+    if "json" in response.headers.get("content-type", "") and response.json().get("error") == "payments_stopped":
+        return "payments_stopped"
+    if "down for maintenance" in response.body and response.headers.get("retry-after") == "300":
+        return "maintenance"
+    return 503
+
+
+def test_no_switch_is_on_after_converge(host):
+    assert host.file(f"{PAYOPS_DIR}/server.d").listdir() == []
+    assert served(host).json() == dict.fromkeys(SWITCHES, 0)
+
+
+@pytest.mark.parametrize("on", list(EXPECTED), ids=lambda on: "+".join(on))
+def test_switches_refuse_what_they_should_and_pass_the_essentials(host, on):
+    try:
+        for name in on:
+            host.check_output("printf %s %s > %s", "%s", f"set $payops_{name} 1;\n",
+                              f"{PAYOPS_DIR}/server.d/switch-{name}.conf")
+        host.check_output("nginx -t -q && systemctl reload nginx")
+        states = {name: int(name in on) for name in SWITCHES}
+        eventually(lambda: _serves(host, states))
+        # The old worker keeps accepting for a moment after the new one answers (until the master
+        # tells it to stop, 100 ms after starting the new one): ask again once that has passed.
+        time.sleep(0.5)
+        _serves(host, states)
+
+        clients = {OUTSIDER: (OUTSIDER, {}), OPERATOR: (OPERATOR, {}),
+                   "operator with the probe header": (OPERATOR, {"X-Payops-Probe": "outside"})}
+        asked = [(who, name, method, path, headers, '{"paylinkID":"p-1"}' if method == "POST" else "", source)
+                 for who, (source, headers) in clients.items() for name, (method, path) in PATHS.items()]
+        answers = requests_at_once(host, [row[2:] for row in asked])
+        seen: dict[str, dict[str, int | str]] = {who: {} for who in clients}
+        for (who, name, *_), answer in zip(asked, answers, strict=True):
+            seen[who][name] = outcome(answer)
+        assert seen == {
+            OUTSIDER: EXPECTED[on][OUTSIDER],
+            OPERATOR: EXPECTED[on][OPERATOR],
+            "operator with the probe header": EXPECTED[on][OUTSIDER],
+        }
+        assert served(host, source=OUTSIDER).status == 404
+    finally:
+        host.run("rm -f %s/server.d/switch-*.conf", PAYOPS_DIR)
+        host.run("systemctl reload nginx")
+        eventually(lambda: _serves(host, dict.fromkeys(SWITCHES, 0)))
