@@ -11,6 +11,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import psycopg
 import pytest
 import requests
 from conftest import payops, sandbox_status
@@ -24,7 +25,25 @@ def traffic(payments: int, failure_rate: float) -> None:
            "--workers", "2", timeout=120)
 
 
+def settle_leftover_payments(sandbox: dict) -> None:
+    """Payments other tests of the session left waiting for a callback (dropped on purpose) make
+    a backlog: fail them through the real path (the gateway settles, the callback lands), so this
+    test starts from a healthy platform."""
+    admin = sandbox["ikhokha_url"].split("/public-api")[0]
+    requests.put(f"{admin}/_sim/faults", json={}, timeout=5).raise_for_status()
+    with psycopg.connect(sandbox["postgres_dsn"], autocommit=True) as conn:
+        pending = [row[0] for row in conn.execute(
+            "SELECT gateway_response ->> 'paylinkID' FROM public.payments"
+            " WHERE status = 'pending' AND gateway_response ? 'paylinkID'")]
+        for paylink in pending:
+            requests.post(f"{admin}/_sim/paylinks/{paylink}/fail", timeout=10)
+        wait_for("leftover payments to be settled", lambda: conn.execute(
+            "SELECT count(*) FROM public.payments WHERE status = 'pending' AND gateway_response ? 'paylinkID'"
+        ).fetchone()[0] == 0, timeout=60)
+
+
 def test_a_healthy_platform_gives_healthy_verdicts(sandbox):
+    settle_leftover_payments(sandbox)
     since = now_iso()
     traffic(4, 0)
     result, report = run("health:check-all", f"since={since}")
