@@ -51,26 +51,9 @@ def require_psycopg(module):
 
 def connect(module, autocommit=False, application_name="payops"):
     """A psycopg connection with dict rows, or fail_json naming the database and the reason."""
-    require_psycopg(module)
-    params = module.params
-    started = time.monotonic()
-    try:
-        conn = psycopg.connect(
-            host=params["login_host"],
-            port=params["login_port"],
-            dbname=params["login_db"],
-            user=params["login_user"],
-            password=params.get("login_password") or None,
-            sslmode=params["ssl_mode"],
-            connect_timeout=params["connect_timeout"],
-            application_name=application_name,
-            autocommit=autocommit,
-            row_factory=dict_row,
-        )
-    except psycopg.Error as exc:
-        module.fail_json(msg=f"cannot connect to the database {describe(params)}: {first_line(exc)}",
-                         database=describe(params))
-    conn.payops_connect_ms = round((time.monotonic() - started) * 1000, 1)
+    conn, error = connect_or_error(module, autocommit=autocommit, application_name=application_name)
+    if error:
+        module.fail_json(msg=error, database=describe(module.params))
     return conn
 
 
