@@ -20,15 +20,18 @@ are stopped, the app's 400 otherwise. Nothing is bought.
                     nginx -s reload (what an operator would type)
   by hand resume    the same undone
 
-"seen" is when the last host serves the new state; "done" is when the command returned (the
-procedures keep going after the switch holds: they verify, report, reconcile). Both are printed,
+"seen" is when the last host began to serve the new state for good (no answer in the old state
+for 0.5 s after: nginx's old workers still accept connections for a moment after a reload);
+"done" is when the command returned (the procedures keep going after the switch holds: they
+verify, report, reconcile). Both are printed,
 medians of --repeat, with the ratios procedure / by hand.
 
 First with the sandbox's one web host (inventories/local), then with --hosts small nginx
 instances on loopback: a temporary inventory of that many web hosts (ansible_connection local,
 each with its own config, pid, log, temp and release folders and its own port), converged once
-by the edge role (playbooks/sandbox-edge.yml; timed as setup and left out), then the same four
-changes across all of them. --hosts 0 skips that part. The instances are stopped and the
+by the edge role (playbooks/sandbox-edge.yml on the first host, its rendered configuration copied to
+the others with their paths and port; timed as setup and left out), then the same four changes
+across all of them. --hosts 0 skips that part. The instances are stopped and the
 temporary folder removed at the end, and the payment stop is lifted whatever happened.
 
 Audit lines of these runs go to a temporary file (PAYOPS_AUDIT_LOG), not the checkout's trail.
@@ -41,6 +44,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -58,6 +62,7 @@ ROOT = Path(__file__).resolve().parents[1]
 OUTSIDER = "127.0.0.2"
 SWITCH_FILE = "switch-payments_stopped.conf"
 SWITCH_CONTENT = "# Written by hand: payments_stopped is on.\nset $payops_payments_stopped 1;\n"
+SETTLE = 0.5
 
 
 @dataclass
@@ -99,9 +104,14 @@ def stopped(session: requests.Session, edge: Edge) -> bool | None:
 
 
 class Observer(threading.Thread):
-    """Polls every host until each serves the wanted state; `seen` is when the last one did."""
+    """Polls every host until each serves the wanted state for good; `seen` is when the last one began to.
 
-    def __init__(self, edges: list[Edge], want_stopped: bool, started: float, timeout: float = 600) -> None:
+    "For good": without a break for SETTLE seconds. After a reload nginx's old workers still
+    accept connections for a moment (the master tells them to stop 100 ms after starting the new
+    ones, later on a busy machine), so one answer in the new state can be followed by the old one.
+    """
+
+    def __init__(self, edges: list[Edge], want_stopped: bool, started: float, timeout: float = 900) -> None:
         super().__init__(daemon=True)
         self.edges, self.want, self.started, self.timeout = edges, want_stopped, started, timeout
         self.seen: float | None = None
@@ -110,13 +120,22 @@ class Observer(threading.Thread):
         session = requests.Session()
         session.trust_env = False
         session.mount("http://", SourceAddressAdapter(OUTSIDER))
-        waiting = list(self.edges)
-        while waiting and time.monotonic() - self.started < self.timeout:
-            waiting = [edge for edge in waiting if stopped(session, edge) is not self.want]
-            if waiting:
-                time.sleep(0.02)
-        if not waiting:
-            self.seen = time.monotonic() - self.started
+        streaks: dict[int, float | None] = dict.fromkeys(range(len(self.edges)))
+        settled: dict[int, float] = {}
+        while len(settled) < len(self.edges) and time.monotonic() - self.started < self.timeout:
+            for index, edge in enumerate(self.edges):
+                if index in settled:
+                    continue
+                now = time.monotonic()
+                if stopped(session, edge) is self.want:
+                    streaks[index] = streaks[index] or now
+                    if now - streaks[index] >= SETTLE:
+                        settled[index] = streaks[index]
+                else:
+                    streaks[index] = None
+            time.sleep(0.02)
+        if len(settled) == len(self.edges):
+            self.seen = max(settled.values()) - self.started
 
 
 def timed(edges: list[Edge], want_stopped: bool, change) -> tuple[float, float]:
@@ -231,6 +250,35 @@ def write_inventory(folder: Path, hosts: int, app_port: int) -> tuple[Path, list
     return inventory, edges
 
 
+def converge_and_clone(env: dict[str, str], inventory: Path, edges: list[Edge]) -> None:
+    """The edge role converges web-01 (and starts its nginx); the others get a copy of its
+    configuration with their own paths and port, and their nginx started the same way. Converging
+    every host with the role gives the same files and costs minutes of Ansible here."""
+    converge = subprocess.run(
+        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory), "playbooks/sandbox-edge.yml",
+         "--limit", "web-01"],
+        cwd=ROOT, env={**env, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg")}, capture_output=True, text=True, check=False)
+    if converge.returncode != 0:
+        raise SystemExit(f"converging web-01 with the edge role failed:\n{converge.stdout[-4000:]}")
+    first = edges[0]
+    first_home = first.config_dir.parent
+    first_listen = "127.0.0.1:" + first.url.rsplit(":", 1)[1]
+    for edge in edges[1:]:
+        home = edge.config_dir.parent
+        shutil.copytree(first.config_dir, edge.config_dir)
+        for path in edge.config_dir.rglob("*"):
+            if path.is_file():
+                text = path.read_text()
+                changed = text.replace(f"{first_home}/", f"{home}/").replace(
+                    f"listen {first_listen} ", f"listen 127.0.0.1:{edge.url.rsplit(':', 1)[1]} ")
+                if changed != text:
+                    path.write_text(changed)
+        for folder in ("logs", "temp", "run"):
+            (home / folder).mkdir(exist_ok=True)
+        subprocess.run(["nginx", "-e", str(edge.log_dir / "error.log"), "-c", str(edge.config_dir / "nginx.conf")],
+                       check=True)
+
+
 def stop_instances(edges: list[Edge]) -> None:
     for edge in edges:
         subprocess.run(["nginx", "-e", str(edge.log_dir / "error.log"), "-c", str(edge.config_dir / "nginx.conf"),
@@ -242,6 +290,8 @@ def main() -> int:
     parser.add_argument("--hosts", type=int, default=50, help="web hosts of the scaled part (0: skip it)")
     parser.add_argument("--repeat", type=int, default=3, help="repeats of each change; medians are printed")
     args = parser.parse_args()
+    # Killed, it still lifts the payment stop and stops its nginx instances (the finally below).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
     status = json.loads(subprocess.run([sys.executable, "-m", "payops.cli", "sandbox", "status", "--json"],
@@ -262,15 +312,10 @@ def main() -> int:
         if args.hosts > 0:
             inventory, many = write_inventory(folder, args.hosts, status["services"]["app"]["port"])
             started = time.monotonic()
-            converge = subprocess.run(
-                [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory),
-                 "playbooks/sandbox-edge.yml"],
-                cwd=ROOT, env={**env, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg")},
-                capture_output=True, text=True, check=False)
-            if converge.returncode != 0:
-                raise SystemExit(f"converging {args.hosts} nginx instances failed:\n{converge.stdout[-4000:]}")
-            print(f"\nsetup (left out): {args.hosts} nginx instances converged by the edge role in "
-                  f"{time.monotonic() - started:.1f} s", flush=True)
+            converge_and_clone(env, inventory, many)
+            print(f"\nsetup (left out): {args.hosts} nginx instances, web-01's configuration rendered by the edge "
+                  f"role and copied with each host's paths and port, started in {time.monotonic() - started:.1f} s",
+                  flush=True)
             scaled = show(f"{args.hosts} web hosts", measure(f"{args.hosts} hosts", env, inventory, dsn, many,
                                                              args.repeat))
             print(f"\nscaling, seen on {args.hosts} hosts / seen on 1 host:")
