@@ -114,6 +114,7 @@ class Progress:
         self.hide = set(secrets_to_hide)
         self.failures: list[str] = []
         self._last_task: str | None = None
+        self._play: str | None = None
         # The audit callback writes the secret values it learned from the inventory here.
         self._learned = learned
         self._learned_mtime = 0.0
@@ -140,7 +141,8 @@ class Progress:
         kind = event.get("event")
         data = event.get("event_data") or {}
         if kind == "playbook_on_play_start":
-            self._print(f"\n== {data.get('play') or data.get('name')}")
+            # Shown with the play's first result: a play that --tags leaves empty is not shown.
+            self._play = data.get("play") or data.get("name")
         elif kind == "playbook_on_task_start":
             self._last_task = data.get("task")
         elif kind in ("runner_on_ok", "runner_on_failed", "runner_on_unreachable", "runner_on_skipped"):
@@ -148,11 +150,14 @@ class Progress:
         return True
 
     def _host_result(self, kind: str, data: dict[str, Any]) -> None:
+        if kind == "runner_on_skipped":
+            return
+        if self._play:
+            self._print(f"\n== {self._play}")
+            self._play = None
         host = data.get("host", "?")
         task = data.get("task") or self._last_task or ""
         result = data.get("res") or {}
-        if kind == "runner_on_skipped":
-            return
         if kind == "runner_on_ok":
             state = "changed" if result.get("changed") else "ok"
             line = f"  {state:<8} {host:<16} {task}"
