@@ -11,8 +11,10 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,6 +31,23 @@ def payops(*args: str, env: dict[str, str] | None = None, timeout: float = 300,
         raise AssertionError(f"payops {' '.join(args)} failed ({result.returncode}):\n"
                              f"{result.stdout}\n{result.stderr}")
     return result
+
+
+def wait_until(check: Callable[[], Any], timeout: float = 15.0, interval: float = 0.1, what: str = "condition",
+               tolerate: tuple[type[BaseException], ...] = ()) -> Any:
+    """Poll until check() gives something truthy (returned), or fail after timeout: tests wait for
+    effects with a deadline, never a fixed sleep. Exceptions in `tolerate` count as not yet."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = check()
+        except tolerate:
+            value = None
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not met within {timeout:g} s")
+        time.sleep(interval)
 
 
 def sandbox_status(env: dict[str, str] | None = None) -> dict:

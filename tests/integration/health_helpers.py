@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import conftest
 from conftest import payops
 
 ARTEFACTS = re.compile(r"run artefacts in (\S+)")
@@ -47,11 +47,4 @@ def row(report: dict[str, Any], component: str) -> dict[str, Any]:
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float = 60, interval: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what} after {timeout:g} s")
-        time.sleep(interval)
+    return conftest.wait_until(check, timeout, interval, what=f"waiting for {what}")

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 import psycopg
 import pytest
 import requests
+from conftest import wait_until
 
 pytestmark = pytest.mark.sandbox
 
@@ -27,17 +28,6 @@ WEBHOOK = "/api/webhooks/ikhokha"
 def sign(secret: str, path: str, body: str) -> str:
     message = (path + body).replace("\\", "\\\\").replace('"', '\\"').replace("'", "\\'").replace("\0", "\\0")
     return hmac.new(secret.strip().encode(), message.encode(), hashlib.sha256).hexdigest()
-
-
-def wait_until(check, timeout: float = 15.0, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(interval)
 
 
 @pytest.fixture(scope="module")

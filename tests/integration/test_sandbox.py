@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import boto3
+import conftest
 import psycopg
 import pytest
 import requests
@@ -35,17 +36,8 @@ SERVICES = {"postgres", "s3", "sink", "ikhokha", "app", "alertmanager", "prometh
 
 
 def wait_until(check, timeout: float = 30.0, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            value = check()
-        except (requests.RequestException, psycopg.Error, KeyError, IndexError):
-            value = None
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(interval)
+    return conftest.wait_until(check, timeout, interval,
+                               tolerate=(requests.RequestException, psycopg.Error, KeyError, IndexError))
 
 
 def sim_admin(sandbox: dict) -> str:
