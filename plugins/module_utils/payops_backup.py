@@ -894,3 +894,26 @@ def judge_counts(expected, live, volatile=VOLATILE_TABLES):
                      "difference": None if before is None or now is None else now - before, "state": state})
     verdict = "degraded" if any(row["state"] in ("missing", "shrunk") for row in rows) else "healthy"
     return verdict, rows
+
+
+# --- The upload options every backup module takes (doc fragment payops_backup_upload) -------------
+
+UPLOAD_REQUIRED_IF = [("sse", "aws:kms", ("sse_kms_key_id",))]
+
+
+def upload_argument_spec():
+    """Options of a backup's upload to S3, shared by supabase_backup and files_backup."""
+    return dict(
+        compression_threads=dict(type="int", default=0),
+        part_size_mb=dict(type="int", default=16),
+        sse=dict(type="str", choices=["AES256", "aws:kms", "none"], default="AES256"),
+        sse_kms_key_id=dict(type="str", no_log=False),
+        run_id=dict(type="str"),
+        operator=dict(type="str"),
+    )
+
+
+def check_upload_params(module):
+    """What the argument spec cannot say: S3's part size limits."""
+    if not 5 <= module.params["part_size_mb"] <= 5120:
+        module.fail_json(msg="part_size_mb must be between 5 and 5120 (S3's part size limits)")

@@ -91,29 +91,8 @@ options:
     description: zstd's level.
     type: int
     default: 3
-  compression_threads:
-    description: zstd's worker threads; 0 is one per core.
-    type: int
-    default: 0
-  part_size_mb:
-    description: Size of each multipart part (5 to 5120).
-    type: int
-    default: 16
-  sse:
-    description: Server-side encryption of the objects.
-    type: str
-    choices: [AES256, "aws:kms", none]
-    default: AES256
-  sse_kms_key_id:
-    description: The KMS key for O(sse=aws:kms).
-    type: str
-  run_id:
-    description: The run that made the backup, kept in the manifest.
-    type: str
-  operator:
-    description: Who made the backup, kept in the manifest.
-    type: str
 extends_documentation_fragment:
+  - payops_backup_upload
   - payops_s3
 """
 
@@ -168,6 +147,9 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.payops_backup import (
+    UPLOAD_REQUIRED_IF,
+    check_upload_params,
+    upload_argument_spec,
     MANIFEST,
     BackupError,
     MultipartWriter,
@@ -337,18 +319,11 @@ def main():
         secret_names=dict(type="list", elements="str", default=[], no_log=False),
         notes=dict(type="dict", default={}),
         compression_level=dict(type="int", default=3),
-        compression_threads=dict(type="int", default=0),
-        part_size_mb=dict(type="int", default=16),
-        sse=dict(type="str", choices=["AES256", "aws:kms", "none"], default="AES256"),
-        sse_kms_key_id=dict(type="str", no_log=False),
-        run_id=dict(type="str"),
-        operator=dict(type="str"),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
-                           required_if=[("sse", "aws:kms", ("sse_kms_key_id",))])
+    argument_spec.update(upload_argument_spec())
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True, required_if=UPLOAD_REQUIRED_IF)
     params = module.params
-    if not 5 <= params["part_size_mb"] <= 5120:
-        module.fail_json(msg="part_size_mb must be between 5 and 5120 (S3's part size limits)")
+    check_upload_params(module)
     if not params["sources"] and not params["variables"]:
         module.fail_json(msg=f"nothing to back up: no host gave files for the {params['kind']} backup")
     started = utcnow()

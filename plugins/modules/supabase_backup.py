@@ -50,29 +50,8 @@ options:
     description: zstd's level.
     type: int
     default: 1
-  compression_threads:
-    description: zstd's worker threads; 0 is one per core.
-    type: int
-    default: 0
-  part_size_mb:
-    description: Size of each multipart part (5 to 5120).
-    type: int
-    default: 16
-  sse:
-    description: Server-side encryption of the objects.
-    type: str
-    choices: [AES256, "aws:kms", none]
-    default: AES256
-  sse_kms_key_id:
-    description: The KMS key for O(sse=aws:kms).
-    type: str
-  run_id:
-    description: The run that made the backup, kept in the manifest.
-    type: str
-  operator:
-    description: Who made the backup, kept in the manifest.
-    type: str
 extends_documentation_fragment:
+  - payops_backup_upload
   - payops_db
   - payops_s3
 """
@@ -136,6 +115,9 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.payops_backup import (
+    UPLOAD_REQUIRED_IF,
+    check_upload_params,
+    upload_argument_spec,
     MANIFEST,
     MANIFEST_FORMAT,
     SUPABASE_EXCLUDED_TABLE_DATA,
@@ -267,20 +249,13 @@ def main():
         pg_bin_dir=dict(type="path"),
         compression=dict(type="str", choices=["zstd", "none"], default="zstd"),
         compression_level=dict(type="int", default=1),
-        compression_threads=dict(type="int", default=0),
-        part_size_mb=dict(type="int", default=16),
-        sse=dict(type="str", choices=["AES256", "aws:kms", "none"], default="AES256"),
-        sse_kms_key_id=dict(type="str", no_log=False),
-        run_id=dict(type="str"),
-        operator=dict(type="str"),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
-                           required_if=[("sse", "aws:kms", ("sse_kms_key_id",))])
+    argument_spec.update(upload_argument_spec())
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True, required_if=UPLOAD_REQUIRED_IF)
     params = module.params
+    check_upload_params(module)
     if params["exclude_schemas"] is None:
         params["exclude_schemas"] = list(SUPABASE_INTERNAL_SCHEMAS)
-    if not 5 <= params["part_size_mb"] <= 5120:
-        module.fail_json(msg="part_size_mb must be between 5 and 5120 (S3's part size limits)")
     started = utcnow()
     backup_id = new_backup_id(started, params["label"])
     client = s3_client(module)
