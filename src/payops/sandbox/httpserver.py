@@ -4,6 +4,12 @@ Standard library only (wsgiref + socketserver). Each request runs in its own dae
 listen backlog is deep enough for the few hundred concurrent callbacks the tests send. Each request
 is logged as one line (method, path without the query string, status, duration) and nothing else:
 no headers, no bodies, so neither secrets nor signatures reach the logs.
+
+Socket activation: when LISTEN_FDS is 1 (and LISTEN_PID, if set, is this process), the server
+serves on file descriptor 3, a socket already listening (systemd's convention; the sandbox's
+supervisor does the same), instead of binding host:port itself. On SIGTERM or SIGINT a server
+stops accepting, lets the requests in flight finish (DRAIN_SECONDS at most) and returns: the
+connections still waiting in the listen backlog stay there for the next process on that socket.
 """
 
 from __future__ import annotations
@@ -11,8 +17,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import re
 import signal
+import socket
 import socketserver
 import sys
 import threading
@@ -26,6 +34,8 @@ from urllib.parse import parse_qs
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 MAX_BODY_BYTES = 1024 * 1024
+DRAIN_SECONDS = 10.0
+LISTEN_FDS_START = 3  # sd_listen_fds(3): the first passed socket is file descriptor 3
 
 
 class ConfigError(Exception):
@@ -196,35 +206,125 @@ class _QuietHandler(WSGIRequestHandler):
 
 class ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
     daemon_threads = True
+    # server_close() does not wait (without a bound) for the request threads: drain() does, bounded.
+    block_on_close = False
     allow_reuse_address = True
     request_queue_size = 1024
+    activated = False  # True: serving on a socket passed in (socket activation), not one bound here
+    parent_pid = 0  # with a socket passed in: the process that passed it; the server stops when it is gone
+    on_orphaned: Callable[[], None] | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._in_flight = 0
+        self._idle = threading.Condition()
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._idle:
+            self._in_flight += 1
+        try:
+            super().process_request(request, client_address)
+        except BaseException:  # the thread did not start: it will not count itself out
+            self._done()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._done()
+
+    def _done(self) -> None:
+        with self._idle:
+            self._in_flight -= 1
+            self._idle.notify_all()
+
+    def service_actions(self) -> None:
+        # Called by serve_forever() between polls: a supervisor killed outright (SIGKILL) cannot stop
+        # its child, so the child stops itself instead of holding the port for no one.
+        super().service_actions()
+        if self.parent_pid and os.getppid() != self.parent_pid and self.on_orphaned is not None:
+            callback, self.on_orphaned = self.on_orphaned, None
+            callback()
+
+    def drain(self, timeout: float = DRAIN_SECONDS) -> int:
+        """Wait until no request is in flight, at most timeout seconds; returns how many still are."""
+        with self._idle:
+            self._idle.wait_for(lambda: self._in_flight <= 0, timeout)
+            return self._in_flight
+
+    def use_socket(self, sock: socket.socket) -> None:
+        """Serve on an already listening socket (what server_bind and server_activate would make)."""
+        self.socket.close()  # the unbound one TCPServer made
+        self.socket = sock
+        self.activated = True
+        self.parent_pid = os.getppid()
+        self.server_address = sock.getsockname()
+        host, port = self.server_address[:2]
+        self.server_name = host  # no reverse lookup of a loopback address
+        self.server_port = port
+        self.setup_environ()
+
+
+def activated_socket() -> socket.socket | None:
+    """The listening socket passed in as file descriptor 3 (LISTEN_FDS=1), or None.
+
+    Like sd_listen_fds(unset_environment=1): the variables are removed, so that processes this one
+    starts do not take the socket for theirs."""
+    fds, pid = os.environ.get("LISTEN_FDS"), os.environ.get("LISTEN_PID")
+    if fds != "1" or (pid not in (None, "") and pid != str(os.getpid())):
+        return None
+    for name in ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"):
+        os.environ.pop(name, None)
+    sock = socket.socket(fileno=LISTEN_FDS_START)
+    sock.set_inheritable(False)
+    return sock
 
 
 def make_server(host: str, port: int, app: Callable[..., Any]) -> ThreadingWSGIServer:
-    server = ThreadingWSGIServer((host, port), _QuietHandler)
+    """A server on host:port, or on the socket passed in by socket activation (LISTEN_FDS=1)."""
+    sock = activated_socket()
+    if sock is None:
+        server = ThreadingWSGIServer((host, port), _QuietHandler)
+    else:
+        server = ThreadingWSGIServer((host, port), _QuietHandler, bind_and_activate=False)
+        server.use_socket(sock)
     server.set_app(app)
     return server
 
 
 def serve(server: ThreadingWSGIServer, logger: logging.Logger,
-          on_stop: Callable[[], None] | None = None) -> None:
-    """Serve until SIGTERM or SIGINT, then stop accepting, run `on_stop` and close the socket."""
+          on_stop: Callable[[], None] | None = None, drain_seconds: float = DRAIN_SECONDS) -> None:
+    """Serve until SIGTERM or SIGINT; then stop accepting, let the requests in flight finish
+    (drain_seconds at most), run `on_stop` and return.
+
+    Closing the listening socket here closes this process's descriptor only: a socket passed in by
+    a supervisor stays open there, with the connections not yet accepted waiting in its backlog."""
 
     def stop(signum: int, _frame: Any) -> None:
         logger.info("received %s, shutting down", signal.Signals(signum).name)
         # shutdown() waits for serve_forever() to return, so it must not run on the serving thread.
         threading.Thread(target=server.shutdown, daemon=True).start()
 
+    def orphaned() -> None:
+        logger.warning("the supervisor (pid %s) is gone; shutting down", server.parent_pid)
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    server.on_orphaned = orphaned
     host, port = server.server_address[:2]
-    logger.info("listening on http://%s:%s", host, port)
+    how = " (socket passed in by the supervisor)" if server.activated else ""
+    logger.info("listening on http://%s:%s%s", host, port, how)
     try:
         server.serve_forever(poll_interval=0.2)
     finally:
+        server.server_close()  # stop accepting: never socket.shutdown(), which a shared socket would feel
+        left = server.drain(drain_seconds)
+        if left:
+            logger.warning("%d request(s) still in flight after %.0f s; stopping anyway", left, drain_seconds)
         if on_stop is not None:
             on_stop()
-        server.server_close()
         logger.info("stopped")
 
 
