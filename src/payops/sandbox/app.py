@@ -1,8 +1,13 @@
 """The reference BetaSkill app: the payments API and iKhokha webhook receiver behind the sandbox's nginx.
 
-    python -m payops.sandbox.app --config PATH
+    python -m payops.sandbox.app --config PATH [--release-dir DIR]
     config: {host, port, dsn, ikhokha_url, ikhokha_app_id, ikhokha_app_secret, public_url, version,
              environment, db_pool_size=10}
+
+With --release-dir (what a release's bin/betaskill-app passes: its own release folder), the app is
+that release: the version it reports is the one in DIR/release.json (the config's `version` is the
+fallback without a release), and a setting the release lists in `requires_settings` that the
+config lacks makes /api/health answer 503 "misconfigured" (the other routes still answer).
 
     GET  /api/health               200 when the database answers (503 otherwise), with the switches
     POST /api/checkout             a pending payment + enrollment and an iKhokha paylink
@@ -31,6 +36,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -168,6 +174,9 @@ class AppConfig:
     version: str
     environment: str
     db_pool_size: int = 10
+    release: str | None = None  # the release id, when the app runs from a release folder
+    # Why the app cannot serve as this release (a setting it needs is missing), or None.
+    misconfigured: str | None = None
 
 
 class Metrics:
@@ -261,7 +270,13 @@ class BetaSkillApp:
     # --- handlers ---
 
     def health(self, _request: Request) -> Response:
-        base = {"version": self.config.version, "environment": self.config.environment}
+        base: dict[str, Any] = {"version": self.config.version, "environment": self.config.environment}
+        if self.config.release is not None:
+            base["release"] = self.config.release
+        if self.config.misconfigured:
+            return json_response(503, {
+                "status": "misconfigured", "checks": {"configuration": self.config.misconfigured}, **base,
+            })
         started = time.monotonic()
         try:
             switches = self._with_retry(self.read_switches)
@@ -526,23 +541,58 @@ def _validate_checkout(payload: Any) -> dict[str, Any]:
     return order
 
 
+def read_release(release_dir: str) -> dict[str, Any]:
+    """DIR/release.json: {id, version, requires_settings, ...}; ConfigError when unusable."""
+    path = Path(release_dir) / "release.json"
+    try:
+        release = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read the release's {path}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise ConfigError(f"the release's {path} is not valid JSON: {exc}") from None
+    if not isinstance(release, dict) or not release.get("id"):
+        raise ConfigError(f"the release's {path} must be a JSON object with an id")
+    required = release.get("requires_settings") or []
+    if not isinstance(required, list) or not all(isinstance(name, str) for name in required):
+        raise ConfigError(f"requires_settings in {path} must be a list of setting names")
+    return release
+
+
+def missing_settings(release: dict[str, Any], raw: dict[str, Any], config_path: str) -> str | None:
+    """What the release needs that the config lacks, as the health check says it, or None."""
+    missing = [name for name in release.get("requires_settings") or [] if raw.get(name) in (None, "", [], {})]
+    if not missing:
+        return None
+    word = "setting" if len(missing) == 1 else "settings"
+    return f"release {release['id']} needs {word} {', '.join(missing)}, which {config_path} lacks"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = config_argument_parser("payops.sandbox.app", "The sandbox's reference BetaSkill app.")
+    parser.add_argument("--release-dir", help="the release folder the app runs as (its release.json)")
     args = parser.parse_args(argv)
     logger = setup_logging("app")
     try:
         raw = load_config(args.config, ["host", "port", "dsn", "ikhokha_url", "ikhokha_app_id",
                                         "ikhokha_app_secret", "public_url"],
                           {"version": "dev", "environment": "local", "db_pool_size": 10})
+        release = read_release(args.release_dir) if args.release_dir else None
         config = AppConfig(
             host=raw["host"], port=int(raw["port"]), dsn=raw["dsn"], ikhokha_url=raw["ikhokha_url"],
             ikhokha_app_id=str(raw["ikhokha_app_id"]), ikhokha_app_secret=str(raw["ikhokha_app_secret"]),
-            public_url=raw["public_url"], version=str(raw["version"]), environment=str(raw["environment"]),
+            public_url=raw["public_url"], environment=str(raw["environment"]),
+            version=str(release.get("version") or release["id"]) if release else str(raw["version"]),
             db_pool_size=int(raw["db_pool_size"]),
+            release=str(release["id"]) if release else None,
+            misconfigured=missing_settings(release, raw, args.config) if release else None,
         )
     except (ConfigError, ValueError) as exc:
         logger.error("%s", exc)
         return 2
+    if config.release is not None:
+        logger.info("release %s (version %s) from %s", config.release, config.version, args.release_dir)
+    if config.misconfigured:
+        logger.error("misconfigured: %s; /api/health answers 503", config.misconfigured)
     app = BetaSkillApp(config, logger)
     wsgi = WSGIApp(app.router(), logger, observe=app.metrics.observe)
     serve(make_server(config.host, config.port, wsgi), logger, on_stop=app.close)
