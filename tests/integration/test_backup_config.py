@@ -59,8 +59,9 @@ def newest_object(s3, sandbox, prefix, kind):
 
 
 def edge_paths(sandbox) -> tuple[Path, Path]:
+    """nginx's configuration folder, and the frontend release it serves (web-1's `current`)."""
     state = Path(sandbox["state_dir"])
-    return state / "edge" / "conf", state / "edge" / "release"
+    return state / "edge" / "conf", state / "hosts" / "web-1" / "frontend" / "current"
 
 
 def health(sandbox) -> int:
@@ -114,11 +115,17 @@ def test_recovery_without_confirm_is_refused_and_changes_nothing(sandbox, backup
         headers.write_text(before)
 
 
-def test_application_round_trip_through_recovery_system(sandbox, backups, audit_log):
+def test_application_round_trip_through_recovery_system(sandbox, s3, backups, audit_log):
     conf, release = edge_paths(sandbox)
     page = release / "index.html"
     headers = conf / "payops" / "security-headers.conf"
     original_page, original_headers = page.read_bytes(), headers.read_text()
+    release_before = release.resolve()
+    # Both hosts run releases (`current` symlinks): the backup names the release each one runs.
+    app_release = (Path(sandbox["state_dir"]) / "hosts" / "app-1" / "app" / "current").resolve()
+    manifest, _stored = newest_object(s3, sandbox, backups, "application")
+    assert manifest["hosts"]["web-1"]["sections"]["release"]["release_id"] == release_before.name
+    assert manifest["hosts"]["app-1"]["sections"]["app_release"]["release_id"] == app_release.name
     page.write_text("<h1>broken by the test</h1>\n")
     headers.write_text(original_headers + "# drifted\n")
     try:
@@ -128,7 +135,8 @@ def test_application_round_trip_through_recovery_system(sandbox, backups, audit_
         run("recovery:system", f"backup_prefix={backups}", "confirm=local", audit=audit_log)
         assert page.read_bytes() == original_page
         assert headers.read_text() == original_headers
-        assert release.is_dir() and not release.is_symlink()
+        # `current` is a symlink: the release went back into releases/<the same id>, switched in.
+        assert release.is_symlink() and release.resolve() == release_before
         assert health(sandbox) == 200
     finally:
         page.write_bytes(original_page)

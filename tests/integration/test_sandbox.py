@@ -44,6 +44,18 @@ def sim_admin(sandbox: dict) -> str:
     return sandbox["ikhokha_url"].replace("/public-api/v1/api", "/_sim")
 
 
+def free_ports(count: int) -> list[int]:
+    """Ports nothing listens on now, distinct, away from the sandboxes' usual ranges."""
+    chosen: list[int] = []
+    while len(chosen) < count:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        if port not in chosen and not 15000 <= port < 30000:
+            chosen.append(port)
+    return chosen
+
+
 def processes_of(state_dir: Path) -> list[str]:
     """Every live process that names the state directory (command line, working directory, marker)."""
     found = []
@@ -178,8 +190,10 @@ def test_own_sandbox_avoids_a_busy_port_and_down_leaves_nothing():
     # Not pytest's tmp_path: run as root, PostgreSQL runs as `postgres`, which must reach the directory.
     state_dir = Path(tempfile.mkdtemp(prefix="payops-sandbox-test-"))
     state_dir.chmod(0o755)
-    ports = {"edge": 28080, "app": 28081, "ikhokha": 28082, "s3": 28083, "sink": 28084,
-             "postgres": 25432, "prometheus": 29090, "alertmanager": 29093}
+    # Ports free now, not fixed ones: another sandbox on this machine (a colleague's, a second test
+    # session with PAYOPS_SANDBOX_PORTS) may hold any fixed set.
+    ports = dict(zip(("edge", "app", "ikhokha", "s3", "sink", "postgres", "prometheus", "alertmanager"),
+                     free_ports(8), strict=True))
     env = {"PAYOPS_SANDBOX_DIR": str(state_dir),
            "PAYOPS_SANDBOX_PORTS": ",".join(f"{k}={v}" for k, v in ports.items())}
     with socket.socket() as squatter:
@@ -197,7 +211,14 @@ def test_own_sandbox_avoids_a_busy_port_and_down_leaves_nothing():
             assert status["notify_url"] == f"http://127.0.0.1:{sink_port}/notify"
             assert requests.get(f"http://127.0.0.1:{sink_port}/health", timeout=5).status_code == 200
             assert status["services"]["edge"]["port"] == ports["edge"]
-            assert requests.get(f"{status['edge_url']}/api/health", timeout=5).status_code == 200
+            health = requests.get(f"{status['edge_url']}/api/health", timeout=5)
+            assert health.status_code == 200
+            # A first `up` installs release 1.0.0 on both deploy roots, `current` relative to them.
+            for root in (state_dir / "hosts" / "web-1" / "frontend", state_dir / "hosts" / "app-1" / "app"):
+                assert os.readlink(root / "current") == "releases/1.0.0", root
+                assert (root / "releases" / "1.0.0" / ".payops-deployed").is_file(), root
+            assert health.json()["version"] == "1.0.0"
+            assert requests.get(f"{status['edge_url']}/version.json", timeout=5).json() == {"version": "1.0.0"}
             assert processes_of(state_dir)
         finally:
             down = payops("sandbox", "down", env=env, check=False)

@@ -7,6 +7,15 @@ state.json (ports, credentials, pids) and one directory per service holding its 
 log (<service>/<service>.log). Credentials are generated once and kept across up/down, so that
 inventories/local and the tests see stable values; `down --purge` forgets them with the data.
 
+The app and the frontend run from releases, as in production: releases/<id>/ is the release store
+(the fixture releases 1.0.0, 1.1.0 and 1.2.0, built by release_store and also published to the
+S3 bucket betaskill-releases), and hosts/web-1/frontend and hosts/app-1/app are the two deploy
+roots ({releases/<id>, shared, current}). A deploy root without `current` gets release 1.0.0
+installed the way a deployment would; after that `current` is the deployments' own. The app is
+payops.sandbox.supervisor holding the app's socket and running <app root>/current/bin/betaskill-app
+(SIGHUP to it restarts the app into whatever `current` then is, failing no request); the app's
+configuration is <app root>/shared/config.json, which each release links as its config.json.
+
 `up` is idempotent: a service that is ours (pid alive, start time and command line as recorded)
 and healthy is reused; one whose config changed is restarted; a dead one (a crash, a reboot) is
 started again. `down` stops everything it started and then sweeps up any process still carrying
@@ -40,7 +49,7 @@ import requests
 
 from payops.errors import PayopsError
 from payops.paths import project_root
-from payops.sandbox import process
+from payops.sandbox import process, release_store
 
 STATE_VERSION = 1
 HOST = "127.0.0.1"
@@ -83,6 +92,7 @@ ALERT_VALUES = {
     "webhook_backlog_for": "30s",
 }
 
+INITIAL_RELEASE = "1.0.0"  # what a deploy root without `current` gets
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
 EDGE_PLAYBOOK = "playbooks/sandbox-edge.yml"
@@ -141,6 +151,8 @@ class Sandbox:
         return self.service_dir(name) / f"{name}.log"
 
     def config_path(self, name: str) -> Path:
+        if name == "app":  # beside the app's releases, where each one links it from
+            return self.app_root / "shared" / "config.json"
         return self.service_dir(name) / {
             "prometheus": "prometheus.yml", "alertmanager": "alertmanager.yml",
         }.get(name, "config.json")
@@ -148,6 +160,25 @@ class Sandbox:
     @property
     def state_path(self) -> Path:
         return self.dir / "state.json"
+
+    @property
+    def release_store(self) -> Path:
+        return self.dir / "releases"
+
+    @property
+    def frontend_root(self) -> Path:
+        """web-1's deploy root for the frontend: {releases/<id>, shared, current}; nginx serves current."""
+        return self.dir / "hosts" / "web-1" / "frontend"
+
+    @property
+    def app_root(self) -> Path:
+        """app-1's deploy root for the app: {releases/<id>, shared, current}; the app runs current."""
+        return self.dir / "hosts" / "app-1" / "app"
+
+    @property
+    def app_pid_file(self) -> Path:
+        """The app's supervisor's pid (SIGHUP to it restarts the app)."""
+        return self.service_dir("app") / "supervisor.pid"
 
     @property
     def pg_data(self) -> Path:
@@ -235,6 +266,9 @@ class Sandbox:
             "alertmanager_url": url("alertmanager"),
             "notify_url": url("sink", "/notify"),
             "sink_url": url("sink"),
+            "release_store": str(self.release_store),
+            "release_bucket": release_store.RELEASE_BUCKET,
+            "release_ids": list(release_store.fixture_ids()),
         }
 
     @contextlib.contextmanager
@@ -265,7 +299,9 @@ class Sandbox:
             return ["nginx", str(self.nginx_conf)], None
         if name == "s3":
             return ["moto", "-p"], self.service_dir("s3")
-        if name in ("sink", "ikhokha", "app"):
+        if name == "app":
+            return ["payops.sandbox.supervisor", str(self.app_pid_file)], None
+        if name in ("sink", "ikhokha"):
             return [f"payops.sandbox.{name}", str(self.config_path(name))], None
         return [name, str(self.config_path(name))], None
 
@@ -407,6 +443,8 @@ class Sandbox:
         began = time.monotonic()
         with self.locked():
             state = self.load_state()
+            if "app" in names:
+                self.stop_unsupervised_app(state)
             running: dict[str, int] = {}
             for name in names:
                 pid = self.pid_of(name, state)
@@ -429,6 +467,12 @@ class Sandbox:
                     self.stop_service(name, state)
                     running.pop(name)
                     report.restarted.append(name)
+
+            # The release store, and release 1.0.0 on a deploy root that has no `current` yet;
+            # before nginx and the app start, which serve and run `current`.
+            t0 = time.monotonic()
+            self.prepare_releases(names)
+            report.timings["releases"] = time.monotonic() - t0
 
             # The edge playbook is the slowest step (Ansible's per-task cost) and needs only the
             # ports in state.json: it runs while the other services start.
@@ -483,6 +527,10 @@ class Sandbox:
         report.timings["ready"] = time.monotonic() - t0
         if "s3" in names:
             self.ensure_bucket(state)
+            uploaded = release_store.publish(s3_client(self.endpoints(state)), self.release_store)
+            if uploaded:
+                self.say(f"published the release store to s3://{release_store.RELEASE_BUCKET}/releases/ "
+                         f"({uploaded} objects)")
 
     def _converge_edge_guarded(self, state: dict[str, Any], tools: dict[str, str], was_running: bool,
                                report: UpReport, errors: list[BaseException]) -> None:
@@ -541,7 +589,13 @@ class Sandbox:
         directory = self.service_dir(name)
         if name == "s3":
             return [tools["s3"], "-H", HOST, "-p", str(port)]
-        if name in ("sink", "ikhokha", "app"):
+        if name == "app":
+            # The supervisor holds the socket; the app is whatever release `current` is at each start.
+            current = self.app_root / "current"
+            return [self.python, "-m", "payops.sandbox.supervisor", "--listen", f"{HOST}:{port}",
+                    "--pid-file", str(self.app_pid_file), "--",
+                    self.python, str(current / "bin" / "betaskill-app"), "--config", str(current / "config.json")]
+        if name in ("sink", "ikhokha"):
             return [self.python, "-m", f"payops.sandbox.{name}", "--config", str(self.config_path(name))]
         if name == "alertmanager":
             return [tools["alertmanager"], f"--config.file={self.config_path(name)}",
@@ -658,6 +712,33 @@ class Sandbox:
             client.create_bucket(Bucket=S3_BUCKET)
         client.put_bucket_versioning(Bucket=S3_BUCKET, VersioningConfiguration={"Status": "Enabled"})
 
+    def prepare_releases(self, names: list[str]) -> None:
+        """Build the release store (files rewritten only when missing or different), then install
+        INITIAL_RELEASE on each deploy root that has no `current` (one that has is never touched)."""
+        written = release_store.ensure_store(self.release_store)
+        if written:
+            self.say(f"release store {self.release_store}: wrote {len(written)} file(s) of "
+                     + ", ".join(sorted({item.split('/')[0] for item in written})))
+        store = self.release_store / INITIAL_RELEASE
+        roots = []
+        if "edge" in names:
+            roots.append((self.frontend_root, store / "frontend.tar.gz", None))
+        if "app" in names:
+            roots.append((self.app_root, store / "app.tar.gz", self.config_path("app")))
+        for root, tarball, config_link in roots:
+            if release_store.install(root, INITIAL_RELEASE, tarball, config_link):
+                self.say(f"installed release {INITIAL_RELEASE} in {root} (current -> releases/{INITIAL_RELEASE})")
+
+    def stop_unsupervised_app(self, state: dict[str, Any]) -> None:
+        """An app an older payops started straight from the package (no supervisor, no release)
+        still holds the app's port: stop it, so that the supervised one can take it."""
+        record = state["processes"].get("app") or {}
+        legacy = ["payops.sandbox.app", str(self.service_dir("app") / "config.json")]
+        if process.is_ours(record.get("pid"), legacy, record.get("start_time")):
+            self.say(f"stopping the app (pid {record['pid']}) an older payops started outside a release")
+            process.terminate(record["pid"], STOP_TIMEOUT)
+            state["processes"].pop("app", None)
+
     def edge_fingerprint(self, state: dict[str, Any]) -> str:
         digest = hashlib.sha256()
         ports = {name: state["ports"].get(name) for name in ("edge", "app")}
@@ -672,18 +753,10 @@ class Sandbox:
         return digest.hexdigest()
 
     def prepare_edge_files(self) -> None:
+        # The frontend nginx serves is web-1's `current` release (prepare_releases), not in here.
         directory = self.service_dir("edge")
         for sub in ("conf", "run", "logs", "temp"):
             (directory / sub).mkdir(parents=True, exist_ok=True)
-        release = directory / "release"
-        fixture = importlib.resources.files("payops.sandbox").joinpath("templates", "frontend")
-        release.mkdir(exist_ok=True)
-        for item in fixture.iterdir():
-            if item.is_file():
-                target = release / item.name
-                data = item.read_bytes()
-                if not target.exists() or target.read_bytes() != data:
-                    target.write_bytes(data)
 
     def start_nginx_as_converged(self, state: dict[str, Any]) -> bool:
         nginx = shutil.which("nginx") or "/usr/sbin/nginx"
