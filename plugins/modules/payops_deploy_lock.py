@@ -120,9 +120,10 @@ def as_dict(row):
 
 
 def describe_holder(env, holder):
+    since = holder["acquired_at"][:19].replace("T", " ") + " UTC"
     return (f"the deploy lock of {env} is held by {holder['operator']} (run {holder['run_id']}, release "
-            f"{holder['release']}, from {holder['controller']}) since {holder['acquired_at']}; last heartbeat "
-            f"{holder['heartbeat_age_seconds']:.0f} s ago")
+            f"{holder['release']}, from {holder['controller'] or 'an unnamed machine'}) since {since}; "
+            f"last heartbeat {holder['heartbeat_age_seconds']:.0f} s ago")
 
 
 class Refused(Exception):
