@@ -380,3 +380,26 @@ def test_two_operators_at_once_then_an_interrupted_deployment(sandbox):
     for host in hosts(sandbox):
         assert ".payops-unfinished" not in releases(sandbox, host)["1.0.0"]
     assert lock_row(sandbox) is None
+
+
+def test_a_deployment_whose_lock_is_taken_over_stops_and_goes_back(sandbox):
+    """Someone broke this run's lock (as break_lock does) while its first batch ran: at the batch's
+    end the run finds the lock names another run, stops, and takes its switched host back."""
+    ensure_on(sandbox, "1.0.0")
+    run_ = subprocess.Popen(
+        [sys.executable, "-m", "payops.cli", "run", "deploy:production", "-e", "release=1.1.0", "-e", "batch_size=1"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_until(lambda: lock_row(sandbox), timeout=120, what="the deployment's lock")
+        with db(sandbox) as conn:
+            conn.execute("UPDATE payops.deploy_locks SET run_id = 'another-operator-run', operator = 'mallory'")
+        output, _ = run_.communicate(timeout=400)
+    finally:
+        if run_.poll() is None:
+            run_.kill()
+        with db(sandbox) as conn:
+            conn.execute("DELETE FROM payops.deploy_locks WHERE run_id = 'another-operator-run'")
+    assert run_.returncode != 0
+    assert "the deploy lock was lost" in output and "mallory" in output, output
+    assert current(sandbox) == {"web-1": "1.0.0", "app-1": "1.0.0"}
+    assert served_versions(sandbox) == ("1.0.0", "1.0.0")
