@@ -7,8 +7,10 @@ PAYOPS_KEEP_SANDBOX=1 (handy when running tests again and again).
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -48,6 +50,24 @@ def wait_until(check: Callable[[], Any], timeout: float = 15.0, interval: float 
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} not met within {timeout:g} s")
         time.sleep(interval)
+
+
+def load_file_module(name: str, path: Path) -> Any:
+    """A Python file that is not in a package (a filter plugin, a module_util), as a module."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def damaged_release_copy(release_store: str, release: str, artefact: str, into: Path) -> Path:
+    """A copy of one release of the store under `into`, with one byte of `artefact` flipped."""
+    shutil.copytree(Path(release_store) / release, into / release)
+    path = into / release / artefact
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    return into
 
 
 def sandbox_status(env: dict[str, str] | None = None) -> dict:

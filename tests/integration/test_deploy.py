@@ -9,7 +9,6 @@ the app and nginx report through the edge, rows in the database, the markers in 
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from pathlib import Path
 import psycopg
 import pytest
 import requests
-from conftest import ROOT, wait_until
+from conftest import ROOT, damaged_release_copy, wait_until
 from health_helpers import run
 
 pytestmark = pytest.mark.usefixtures("sandbox")
@@ -251,12 +250,7 @@ def test_bad_input_stops_before_any_host_changes(sandbox, variables, expected):
 
 
 def test_a_damaged_artefact_stops_before_any_host_changes(sandbox, tmp_path):
-    store = tmp_path / "store"
-    shutil.copytree(Path(sandbox["release_store"]) / "1.0.0", store / "1.0.0")
-    artefact = store / "1.0.0" / "frontend.tar.gz"
-    data = bytearray(artefact.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    artefact.write_bytes(bytes(data))
+    store = damaged_release_copy(sandbox["release_store"], "1.0.0", "frontend.tar.gz", tmp_path / "store")
     before = snapshot(sandbox)
     result, _ = deploy("1.0.0", f"release_source={store}")
     output = result.stdout + result.stderr

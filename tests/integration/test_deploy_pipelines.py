@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import re
 import secrets
-import shutil
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -30,7 +29,7 @@ import boto3
 import psycopg
 import pytest
 import requests
-from conftest import payops, wait_until
+from conftest import damaged_release_copy, payops, wait_until
 from psycopg.types.json import Jsonb
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
@@ -226,12 +225,7 @@ def test_an_empty_ikhokha_secret_is_named_and_the_skipped_controls_too(sandbox, 
 
 
 def test_a_damaged_artefact_fails_validation(sandbox, audit_log, tmp_path):
-    store = tmp_path / "releases"
-    shutil.copytree(Path(sandbox["release_store"]) / "1.1.0", store / "1.1.0")
-    artefact = store / "1.1.0" / "app.tar.gz"
-    data = bytearray(artefact.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    artefact.write_bytes(bytes(data))
+    store = damaged_release_copy(sandbox["release_store"], "1.1.0", "app.tar.gz", tmp_path / "releases")
 
     result, run_dir = run(audit_log, "validate:production-config", "release=1.1.0", f"release_source={store}",
                           "checks=artefact,migrations,disk")

@@ -3,24 +3,17 @@ percentiles as PostgreSQL's percentile_cont computes them, and the P0-P3 severit
 
 from __future__ import annotations
 
-import importlib.util
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from conftest import load_file_module
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def load(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-monitoring = load("payops_monitoring", ROOT / "plugins/module_utils/payops_monitoring.py")
-health = load("health_filters", ROOT / "roles/health_checks/filter_plugins/health_filters.py")
+monitoring = load_file_module("payops_monitoring", ROOT / "plugins/module_utils/payops_monitoring.py")
+health = load_file_module("health_filters", ROOT / "roles/health_checks/filter_plugins/health_filters.py")
 
 SAST = timezone(timedelta(hours=2))
 NOW = datetime(2024, 5, 2, 7, 30, tzinfo=SAST)

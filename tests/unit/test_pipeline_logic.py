@@ -5,22 +5,15 @@ and a deployment record as a summary."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
+from conftest import load_file_module
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def load(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-pipeline = load("pipeline_filters", ROOT / "playbooks/filter_plugins/pipeline_filters.py")
+pipeline = load_file_module("pipeline_filters", ROOT / "playbooks/filter_plugins/pipeline_filters.py")
 
 SECRET = "s3cr3t-value-never-shown"
 GOOD = {
