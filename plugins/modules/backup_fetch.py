@@ -50,7 +50,7 @@ options:
     type: dict
     default: {}
 extends_documentation_fragment:
-  - payops_s3
+  - betaskill.payops.payops_s3
 """
 
 EXAMPLES = r"""

@@ -61,7 +61,7 @@ options:
     type: bool
     default: false
 extends_documentation_fragment:
-  - payops_s3
+  - betaskill.payops.payops_s3
 """
 
 EXAMPLES = r"""

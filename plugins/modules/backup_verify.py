@@ -61,8 +61,8 @@ options:
     description: The run, kept in the verification record.
     type: str
 extends_documentation_fragment:
-  - payops_db
-  - payops_s3
+  - betaskill.payops.payops_db
+  - betaskill.payops.payops_s3
 """
 
 EXAMPLES = r"""

@@ -92,8 +92,8 @@ options:
     type: int
     default: 3
 extends_documentation_fragment:
-  - payops_backup_upload
-  - payops_s3
+  - betaskill.payops.payops_backup_upload
+  - betaskill.payops.payops_s3
 """
 
 EXAMPLES = r"""

@@ -35,7 +35,7 @@ options:
     type: int
     default: 14
 extends_documentation_fragment:
-  - ikhokha
+  - betaskill.payops.ikhokha
 """
 
 EXAMPLES = r"""

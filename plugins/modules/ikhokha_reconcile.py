@@ -40,8 +40,8 @@ options:
     type: bool
     default: true
 extends_documentation_fragment:
-  - payops_db
-  - ikhokha
+  - betaskill.payops.payops_db
+  - betaskill.payops.ikhokha
 """
 
 EXAMPLES = r"""

@@ -52,7 +52,7 @@ options:
     type: int
     default: 1
 extends_documentation_fragment:
-  - payops_db
+  - betaskill.payops.payops_db
 """
 
 EXAMPLES = r"""

@@ -52,7 +52,7 @@ options:
     description: The run id of a stale lock to take over. A lock that is not stale is never broken.
     type: str
 extends_documentation_fragment:
-  - payops_db
+  - betaskill.payops.payops_db
 """
 
 EXAMPLES = r"""

@@ -41,7 +41,7 @@ options:
     description: The environment, recorded with the change.
     type: str
 extends_documentation_fragment:
-  - payops_db
+  - betaskill.payops.payops_db
 """
 
 EXAMPLES = r"""

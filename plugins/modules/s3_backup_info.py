@@ -43,7 +43,7 @@ options:
     type: int
     default: 6
 extends_documentation_fragment:
-  - payops_s3
+  - betaskill.payops.payops_s3
 """
 
 EXAMPLES = r"""

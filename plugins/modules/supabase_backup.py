@@ -51,9 +51,9 @@ options:
     type: int
     default: 1
 extends_documentation_fragment:
-  - payops_backup_upload
-  - payops_db
-  - payops_s3
+  - betaskill.payops.payops_backup_upload
+  - betaskill.payops.payops_db
+  - betaskill.payops.payops_s3
 """
 
 EXAMPLES = r"""

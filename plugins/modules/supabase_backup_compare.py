@@ -31,8 +31,8 @@ options:
     elements: str
     default: [auth.sessions, auth.refresh_tokens]
 extends_documentation_fragment:
-  - payops_db
-  - payops_s3
+  - betaskill.payops.payops_db
+  - betaskill.payops.payops_s3
 """
 
 EXAMPLES = r"""

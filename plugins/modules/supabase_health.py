@@ -48,7 +48,7 @@ options:
     type: bool
     default: false
 extends_documentation_fragment:
-  - payops_db
+  - betaskill.payops.payops_db
 """
 
 EXAMPLES = r"""

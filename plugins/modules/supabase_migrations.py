@@ -54,7 +54,7 @@ options:
     choices: [applied, pending]
     default: applied
 extends_documentation_fragment:
-  - payops_db
+  - betaskill.payops.payops_db
 notes:
   - Migrations go forward only. A release rolled back keeps the migrations its successor applied,
     so migrations must leave the schema usable by the release before them (add, then remove in a

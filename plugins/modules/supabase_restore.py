@@ -66,8 +66,8 @@ options:
     description: Folder holding pg_restore; default the newest installed that is at least the server's.
     type: path
 extends_documentation_fragment:
-  - payops_db
-  - payops_s3
+  - betaskill.payops.payops_db
+  - betaskill.payops.payops_s3
 """
 
 EXAMPLES = r"""

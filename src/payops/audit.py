@@ -1,4 +1,4 @@
-"""Checking the audit trail that plugins/callback/payops_audit.py writes.
+"""Checking the audit trail that plugins/callback/audit.py writes.
 
 Each line is a JSON object with `prev` (the previous line's hash) and `hash` (sha256 over `prev`,
 a newline, and the line's canonical JSON without `hash`). The head file beside the log records the
@@ -17,7 +17,7 @@ GENESIS = "0" * 64
 
 
 def chain_hash(prev: str, record: dict[str, Any]) -> str:
-    """Must match plugins/callback/payops_audit.py:chain_hash (a test holds them together)."""
+    """Must match plugins/callback/audit.py:chain_hash (a test holds them together)."""
     body = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
     return hashlib.sha256((prev + "\n" + body).encode("utf-8")).hexdigest()
 

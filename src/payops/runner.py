@@ -236,9 +236,6 @@ def run(request: RunRequest, out: TextIO = sys.stdout) -> tuple[int, Path]:
         "PAYOPS_OPERATOR": os.environ.get("PAYOPS_OPERATOR") or getpass.getuser(),
         "PAYOPS_HOME": str(request.root),
         "ANSIBLE_NOCOLOR": "1",
-        # ansible-runner puts its own callback folder in ANSIBLE_CALLBACK_PLUGINS, which hides
-        # ansible.cfg's callback_plugins: name ours here so the audit callback still loads.
-        "ANSIBLE_CALLBACK_PLUGINS": str(request.root / "plugins" / "callback"),
         # ansible-playbook from the same environment as payops, whatever PATH the caller has.
         "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
     }

@@ -59,7 +59,7 @@ GREET = """
   hosts: all
   gather_facts: false
   roles:
-    - role: preflight
+    - role: betaskill.payops.preflight
       preflight_kind: mutating
       tags: [always]
   tasks:

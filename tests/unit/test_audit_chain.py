@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _callback_module():
-    spec = importlib.util.spec_from_file_location("payops_audit", ROOT / "plugins/callback/payops_audit.py")
+    spec = importlib.util.spec_from_file_location("payops_audit", ROOT / "plugins/callback/audit.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -24,7 +24,7 @@ def backup_utils():
 
 
 def test_secret_names_are_the_audit_callbacks(backup_utils):
-    text = (ROOT / "plugins" / "callback" / "payops_audit.py").read_text()
+    text = (ROOT / "plugins" / "callback" / "audit.py").read_text()
     for word in backup_utils.SECRET_WORDS:
         assert word in text.split("secret_words:")[1].split("ini:")[0]
     for name in ("payops_db_password", "payops_ikhokha_app_secret", "payops_aws_secret_access_key",

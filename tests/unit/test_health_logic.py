@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 monitoring = load_file_module("payops_monitoring", ROOT / "plugins/module_utils/payops_monitoring.py")
-health = load_file_module("health_filters", ROOT / "roles/health_checks/filter_plugins/health_filters.py")
+from ansible_collections.betaskill.payops.plugins.filter import health  # noqa: E402
 
 SAST = timezone(timedelta(hours=2))
 NOW = datetime(2024, 5, 2, 7, 30, tzinfo=SAST)

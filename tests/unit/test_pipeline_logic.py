@@ -1,4 +1,4 @@
-"""Pure logic of the deployment pipelines (playbooks/filter_plugins/pipeline_filters.py): settings
+"""Pure logic of the deployment pipelines (plugins/filter/pipeline.py): settings
 judged without ever echoing a secret, controls selected and the skipped ones named, disk space,
 alerts new since a deployment, error rate and latency before and after it, a pipeline's progress,
 and a deployment record as a summary."""
@@ -8,12 +8,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import load_file_module
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-pipeline = load_file_module("pipeline_filters", ROOT / "playbooks/filter_plugins/pipeline_filters.py")
+from ansible_collections.betaskill.payops.plugins.filter import pipeline  # noqa: E402
 
 SECRET = "s3cr3t-value-never-shown"
 GOOD = {

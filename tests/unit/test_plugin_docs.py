@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-MODULES = sorted(path.stem for path in (ROOT / "plugins" / "modules").glob("*.py"))
+MODULES = sorted(f"betaskill.payops.{path.stem}" for path in (ROOT / "plugins" / "modules").glob("*.py"))
 
 
 def ansible_doc(*args: str) -> dict:
@@ -33,7 +33,7 @@ def test_every_module_documents_itself_fully():
 
 
 def test_the_audit_callback_documents_its_options():
-    doc = ansible_doc("-t", "callback", "payops_audit")["payops_audit"]["doc"]
+    doc = ansible_doc("-t", "callback", "betaskill.payops.audit")["betaskill.payops.audit"]["doc"]
     for option in ("log_path", "postgres_dsn"):
         spec = doc["options"][option]
         assert spec.get("ini") and spec.get("env"), f"{option} lacks an ini or env entry"

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 DOCUMENTATION = r"""
-name: payops_audit
+name: audit
 type: notification
 short_description: payops' audit trail, one hash-chained JSON line per event
 description:
@@ -23,7 +23,7 @@ description:
   - Writers on one machine take an exclusive lock on the log, so runs at the same time interleave
     whole lines and keep the chain intact.
 requirements:
-  - enable in configuration (C(callbacks_enabled = payops_audit))
+  - enable in configuration (C(callbacks_enabled = betaskill.payops.audit))
 options:
   log_path:
     description: The JSON-lines file the trail is appended to; its folder is created if missing.
@@ -97,7 +97,7 @@ def chain_hash(prev, record):
 class CallbackModule(CallbackBase):
     CALLBACK_VERSION = 2.0
     CALLBACK_TYPE = "notification"
-    CALLBACK_NAME = "payops_audit"
+    CALLBACK_NAME = "betaskill.payops.audit"
     CALLBACK_NEEDS_ENABLED = True
 
     def __init__(self, display=None):
@@ -127,7 +127,8 @@ class CallbackModule(CallbackBase):
         self._secret_parts = {word.lower() for word in self.get_option("secret_words") or []}
         self._safe_names = {name.lower() for name in self.get_option("safe_names") or []}
         if self.get_option("postgres_dsn"):
-            self._display.warning("payops_audit: the PostgreSQL sink is not written yet; auditing to the file only")
+            self._display.warning("betaskill.payops.audit: the PostgreSQL sink is not written yet; "
+                                  "auditing to the file only")
 
     # --- redaction --------------------------------------------------------------------------
 
@@ -211,7 +212,7 @@ class CallbackModule(CallbackBase):
                     fcntl.flock(handle, fcntl.LOCK_UN)
         except OSError as exc:
             self._broken = str(exc)
-            self._display.warning(f"payops_audit: cannot write the audit trail {self._path}: {exc}")
+            self._display.warning(f"betaskill.payops.audit: cannot write the audit trail {self._path}: {exc}")
 
     def _tail(self, handle, size):
         """The last line's hash and the line count, from our cache when no one else wrote since."""
@@ -282,7 +283,7 @@ class CallbackModule(CallbackBase):
                 json.dump(sorted(self._secret_values), handle)
             os.replace(temporary, target)
         except OSError as exc:
-            self._display.warning(f"payops_audit: cannot share secrets for redaction: {exc.strerror}")
+            self._display.warning(f"betaskill.payops.audit: cannot share secrets for redaction: {exc.strerror}")
 
     def _learn_play_secrets(self, play, manager):
         """Secrets of the play's hosts: every host's own values, and the templated values of one

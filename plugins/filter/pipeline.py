@@ -501,16 +501,16 @@ def summary_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
-            "payops_control_selection": control_selection,
-            "payops_pipeline_verdict": pipeline_verdict,
-            "payops_skipped_rows": skipped_rows,
-            "payops_setting_rows": setting_rows,
-            "payops_url_rows": url_rows,
-            "payops_path_ancestors": path_ancestors,
-            "payops_disk_row": disk_row,
-            "payops_disk_rows": disk_rows,
-            "payops_alerts_since": alerts_since,
-            "payops_kpi_rows": kpi_rows,
-            "payops_deployment_summary": deployment_summary,
-            "payops_summary_rows": summary_rows,
+            "control_selection": control_selection,
+            "pipeline_verdict": pipeline_verdict,
+            "skipped_rows": skipped_rows,
+            "setting_rows": setting_rows,
+            "url_rows": url_rows,
+            "path_ancestors": path_ancestors,
+            "disk_row": disk_row,
+            "disk_rows": disk_rows,
+            "alerts_since": alerts_since,
+            "kpi_rows": kpi_rows,
+            "deployment_summary": deployment_summary,
+            "summary_rows": summary_rows,
         }
