@@ -18,8 +18,10 @@ configuration is <app root>/shared/config.json, which each release links as its 
 
 `up` is idempotent: a service that is ours (pid alive, start time and command line as recorded)
 and healthy is reused; one whose config changed is restarted; a dead one (a crash, a reboot) is
-started again. `down` stops everything it started and then sweeps up any process still carrying
-the sandbox's environment marker, so that nothing is left behind.
+started again. A service keeps the port recorded in state.json; when another program holds it
+(a second sandbox on the machine, most often), `up` warns on stderr, naming the service, the port
+and the one it moves to. `down` stops everything it started and then sweeps up any process still
+carrying the sandbox's environment marker, so that nothing is left behind.
 """
 
 from __future__ import annotations

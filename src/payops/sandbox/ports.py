@@ -33,13 +33,21 @@ def choose_port(name: str, recorded: int | None, preferred: int, taken: Collecti
                 is_free: Callable[[int], bool], any_free: Callable[[], int]) -> PortChoice:
     """The recorded port if it can be had, else the preferred one, else any free port (any_free).
 
-    `taken` holds the ports of the sandbox's own running services.
+    `taken` holds the ports of the sandbox's own running services. Moving away from a recorded
+    port is worth a warning: whatever was configured with it (a colleague's second sandbox on the
+    same machine took it, most likely) no longer reaches this service.
     """
     candidates = list(dict.fromkeys(p for p in (recorded, preferred) if p))
     chosen = next((p for p in candidates if p not in taken and is_free(p)), None)
     if chosen is None:
         chosen = any_free()
-        return PortChoice(chosen, f"port {candidates[0]} for {name} is in use by another program; "
+    if recorded and chosen != recorded:
+        holder = "another service of this sandbox" if recorded in taken else "another program"
+        return PortChoice(chosen, f"warning: port {recorded} for {name} (recorded in state.json) is in use "
+                                  f"by {holder}, perhaps another sandbox on this machine; {name} moves to "
+                                  f"port {chosen}")
+    if chosen != candidates[0]:
+        return PortChoice(chosen, f"warning: port {candidates[0]} for {name} is in use by another program; "
                                   f"using {chosen} instead")
     return PortChoice(chosen)
 
