@@ -224,7 +224,7 @@ class Sandbox:
             started: list[str] = []
             background = [s for s in chosen if s.in_background]
             errors: list[BaseException] = []
-            threads = [self.in_thread(s, state, s.name in running, started, errors) for s in background]
+            threads = [self.start_in_background(s, state, s.name in running, started, errors) for s in background]
             try:
                 self.start_and_wait([s for s in chosen if not s.in_background], running, state, started, report)
             finally:
@@ -311,7 +311,7 @@ class Sandbox:
                 self.say(f"installed release {INITIAL_RELEASE} in {root.path} "
                          f"(current -> releases/{INITIAL_RELEASE})")
 
-    def in_thread(self, service: Service, state: State, was_running: bool, started: list[str],
+    def start_in_background(self, service: Service, state: State, was_running: bool, started: list[str],
                   errors: list[BaseException]) -> threading.Thread:
         """Start (or, when it runs, refresh) a slow service while the main thread starts the others."""
         def run() -> None:

@@ -12,9 +12,9 @@ from collections.abc import Iterable
 from payops.errors import PayopsError
 from payops.sandbox.services.base import Context, Service
 from payops.sandbox.services.edge import EdgeService
-from payops.sandbox.services.local import AppService, IkhokhaService, SinkService
 from payops.sandbox.services.monitoring import AlertmanagerService, PrometheusService
 from payops.sandbox.services.postgres import PostgresService
+from payops.sandbox.services.programs import AppService, IkhokhaService, SinkService
 from payops.sandbox.services.s3 import S3Service
 
 SERVICE_TYPES: tuple[type[Service], ...] = (

@@ -97,8 +97,12 @@ class Context:
 
 
 class Service:
-    """One service of the sandbox. The manager asks each, in start order, for its config, starts the
-    ones that do not run, waits until they answer, and stops them in reverse order.
+    """One service of the sandbox. On `up` the manager, for each service in start order: reuses it
+    when `pid` finds our live process and it is `healthy`; writes `config` to `config_path` and
+    restarts it when that changed; `start`s it when it does not run, then `wait_ready` (unless
+    `ready_before_dependents`: its `start` returns ready); then `prepare`s it. An `in_background`
+    service is instead started, or when it runs `refresh`ed, in a thread of its own, and does all
+    of that itself. `down` calls `stop` in reverse order.
 
     The default is a program spawned by the manager and tracked by the pid, start time and command
     line recorded in state.json, healthy when GET `health_path` answers 200; a subclass gives its

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import ClassVar
 
 from payops.errors import PayopsError
 from payops.sandbox import process
@@ -23,7 +24,7 @@ from payops.sandbox.services.postgres import state_dsn
 class PackageProgram(Service):
     """A program of payops.sandbox, run as `python -m payops.sandbox.<module> --config PATH`."""
 
-    module: str
+    module: ClassVar[str]
 
     def find_tools(self) -> dict[str, str]:
         if importlib.util.find_spec(self.module) is None:
