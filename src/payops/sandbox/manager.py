@@ -221,18 +221,7 @@ class Sandbox:
             self.prepare_releases(chosen)
             report.timings["releases"] = time.monotonic() - t0
 
-            started: list[str] = []
-            background = [s for s in chosen if s.in_background]
-            errors: list[BaseException] = []
-            threads = [self.start_in_background(s, state, s.name in running, started, errors) for s in background]
-            try:
-                self.start_and_wait([s for s in chosen if not s.in_background], running, state, started, report)
-            finally:
-                # Never leave the playbook running behind a failed `up`.
-                for thread in threads:
-                    thread.join()
-            if errors:
-                raise errors[0]
+            started = self.start_missing(chosen, running, state, report)
             self.save_state(state)
 
         for service in chosen:
@@ -310,6 +299,23 @@ class Sandbox:
             if root and release_store.install(root.path, INITIAL_RELEASE, store / root.artefact, root.config_link):
                 self.say(f"installed release {INITIAL_RELEASE} in {root.path} "
                          f"(current -> releases/{INITIAL_RELEASE})")
+
+    def start_missing(self, chosen: list[Service], running: dict[str, int], state: State,
+                      report: UpReport) -> list[str]:
+        """Start what does not run (the in_background ones in threads meanwhile); what was started."""
+        started: list[str] = []
+        errors: list[BaseException] = []
+        threads = [self.start_in_background(s, state, s.name in running, started, errors)
+                   for s in chosen if s.in_background]
+        try:
+            self.start_and_wait([s for s in chosen if not s.in_background], running, state, started, report)
+        finally:
+            # Never leave the playbook running behind a failed `up`.
+            for thread in threads:
+                thread.join()
+        if errors:
+            raise errors[0]
+        return started
 
     def start_in_background(self, service: Service, state: State, was_running: bool, started: list[str],
                   errors: list[BaseException]) -> threading.Thread:
