@@ -75,17 +75,14 @@ import getpass
 import hashlib
 import json
 import os
-import re
 import time
 import uuid
 
 from ansible import context
 from ansible.plugins.callback import CallbackBase
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_redact import Redactor
 
 GENESIS = "0" * 64
-REDACTED = "********"
-_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]+:)[^@\s]+@", re.IGNORECASE)
-_MIN_SECRET_LENGTH = 4
 
 
 def chain_hash(prev, record):
@@ -109,9 +106,7 @@ class CallbackModule(CallbackBase):
         self._playbook = None
         self._started = None
         self._run_open = False
-        self._secret_values = set()
-        self._secret_parts = set()
-        self._safe_names = set()
+        self._redactor = Redactor()
         self._task_starts = {}
         self._source = None
         self._operator = None
@@ -124,66 +119,27 @@ class CallbackModule(CallbackBase):
         super().set_options(task_keys=task_keys, var_options=var_options, direct=direct)
         self._path = os.path.expanduser(self.get_option("log_path"))
         self._head_path = self._path + ".head"
-        self._secret_parts = {word.lower() for word in self.get_option("secret_words") or []}
-        self._safe_names = {name.lower() for name in self.get_option("safe_names") or []}
+        self._redactor = Redactor(self.get_option("secret_words") or [], self.get_option("safe_names") or [])
         if self.get_option("postgres_dsn"):
             self._display.warning("betaskill.payops.audit: the PostgreSQL sink is not written yet; "
                                   "auditing to the file only")
 
-    # --- redaction --------------------------------------------------------------------------
+    # --- redaction (plugins/module_utils/payops_redact.py) -----------------------------------
 
-    def _is_secret_name(self, name):
-        lowered = str(name).lower()
-        if lowered in self._safe_names:
-            return False
-        parts = re.split(r"[_\-.]", lowered)
-        return any(part in self._secret_parts for part in parts) or lowered.replace("_", "") in {
-            "apikey",
-            "accesskey",
-            "secretkey",
-        }
-
-    def _scrub_text(self, text):
-        text = _URL_PASSWORD.sub(lambda m: m.group("head") + REDACTED + "@", text)
-        for value in self._secret_values:
-            if value in text:
-                text = text.replace(value, REDACTED)
-        return text
-
-    def _scrub(self, value, name=None):
-        if name is not None and self._is_secret_name(name) and value not in (None, "", [], {}):
-            return REDACTED
-        if isinstance(value, dict):
-            return {str(k): self._scrub(v, k) for k, v in value.items()}
-        if isinstance(value, (list, tuple, set)):
-            return [self._scrub(v) for v in value]
-        if isinstance(value, (bool, int, float)) or value is None:
-            return value
-        return self._scrub_text(str(value))
+    def _scrub(self, value):
+        return self._redactor.redact(value)[0]
 
     def _learn_secrets(self, variables, templar=None):
         """Remember the values of variables whose names are secret, templated where possible."""
         for name, value in (variables or {}).items():
-            if not self._is_secret_name(name):
+            if not self._redactor.is_secret_name(name):
                 continue
             if templar is not None:
                 try:
                     value = templar.template(value)
                 except Exception:  # noqa: S112 - an undefined or failing template is no secret to learn
                     continue
-            self._remember(value)
-
-    def _remember(self, value):
-        if isinstance(value, dict):
-            for item in value.values():
-                self._remember(item)
-        elif isinstance(value, (list, tuple)):
-            for item in value:
-                self._remember(item)
-        elif value is not None and not isinstance(value, bool):
-            text = str(value)
-            if len(text) >= _MIN_SECRET_LENGTH and "{{" not in text:
-                self._secret_values.add(text)
+            self._redactor.learn(value)
 
     # --- writing ----------------------------------------------------------------------------
 
@@ -274,13 +230,13 @@ class CallbackModule(CallbackBase):
         private temporary folder, removed after the run) so that it can remove them from what it
         prints and from the run's artefacts, which Ansible's own output also reaches."""
         target = os.environ.get("PAYOPS_SECRETS_FILE")
-        if not target or not self._secret_values:
+        if not target or not self._redactor.values:
             return
         try:
             temporary = f"{target}.{os.getpid()}"
             descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-                json.dump(sorted(self._secret_values), handle)
+                json.dump(sorted(self._redactor.values), handle)
             os.replace(temporary, target)
         except OSError as exc:
             self._display.warning(f"betaskill.payops.audit: cannot share secrets for redaction: {exc.strerror}")

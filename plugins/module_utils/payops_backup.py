@@ -675,86 +675,14 @@ def connect_to(module, database, connect, autocommit=True):
 # --------------------------------------------------------------------------------------- secrets
 
 
-# The audit callback's notion of a secret name (plugins/callback/payops_audit.py, secret_words and
-# safe_names): a name is secret when one of its parts (split on _ - .) is one of these words.
-SECRET_WORDS = frozenset((
-    "password", "passwd", "pass", "secret", "token", "key", "dsn", "credential", "credentials", "authorization",
-    "cookie", "apikey", "private", "sign", "signature", "vault",
-))
-SAFE_NAMES = frozenset(("key_prefix", "object_key", "backup_key", "sort_key", "no_log"))
-# Secret although their names do not say so (docs/conventions.md: the webhook URL embeds a token).
-SECRET_NAMES = frozenset(("payops_notify_url",))
-REDACTED = "<redacted>"
-URL_PASSWORD_RE = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^/@:\s]+:)[^/@\s]+@", re.IGNORECASE)
-MIN_SECRET_LENGTH = 4
-
-
-def is_secret_name(name, extra_names=()):
-    lowered = str(name).lower()
-    if lowered in SAFE_NAMES:
-        return False
-    if lowered in SECRET_NAMES or lowered in {str(extra).lower() for extra in extra_names}:
-        return True
-    parts = re.split(r"[_\-.]", lowered)
-    return any(part in SECRET_WORDS for part in parts) or lowered.replace("_", "") in {
-        "apikey", "accesskey", "secretkey"}
-
-
-def secret_values_of(variables, extra_names=()):
-    """The values (strings of at least four characters) of every secret-named variable, nested too."""
-    found = set()
-
-    def walk(value, secret):
-        if isinstance(value, dict):
-            for key, item in value.items():
-                walk(item, secret or is_secret_name(key, extra_names))
-        elif isinstance(value, (list, tuple)):
-            for item in value:
-                walk(item, secret)
-        elif secret and isinstance(value, str) and len(value.strip()) >= MIN_SECRET_LENGTH:
-            found.add(value.strip())
-
-    walk(variables, False)
-    return found
-
-
-def scrub_text(text, secret_values):
-    """text with passwords in URLs and every known secret value replaced; (text, changed)."""
-    cleaned = URL_PASSWORD_RE.sub(lambda match: match.group("head") + REDACTED + "@", text)
-    for value in sorted(secret_values, key=len, reverse=True):
-        cleaned = cleaned.replace(value, REDACTED)
-    return cleaned, cleaned != text
-
-
-def redact(value, secret_values=(), extra_names=(), drop=False, path=""):
-    """(value without secrets, [paths of what was removed]).
-
-    Secret-named keys are replaced by REDACTED (drop=True leaves them out), and known secret
-    values are replaced wherever they appear in other strings."""
-    removed = []
-
-    def walk(item, where):
-        if isinstance(item, dict):
-            result = {}
-            for key, inner in item.items():
-                here = f"{where}.{key}" if where else str(key)
-                if is_secret_name(key, extra_names) and inner not in (None, "", [], {}):
-                    removed.append(here)
-                    if not drop:
-                        result[key] = REDACTED
-                    continue
-                result[key] = walk(inner, here)
-            return result
-        if isinstance(item, (list, tuple)):
-            return [walk(inner, f"{where}[{index}]") for index, inner in enumerate(item)]
-        if isinstance(item, str):
-            cleaned, changed = scrub_text(item, secret_values)
-            if changed:
-                removed.append(where)
-            return cleaned
-        return item
-
-    return walk(value, path), removed
+# Redaction has one home (payops_redact): the callback, the modules and the payops command share it.
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_redact import (  # noqa: F401
+    REDACTED,
+    is_secret_name,
+    redact,
+    scrub_text,
+    secret_values_of,
+)
 
 
 def fill_redacted(backed_up, current):

@@ -15,16 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_redact import Redactor
+
 from payops.catalog import Entry
 from payops.errors import PayopsError
-
-REDACTED = "********"
-_SECRET_PARTS = {"password", "passwd", "pass", "secret", "token", "key", "dsn", "credential", "signature", "sign"}
-_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]+:)[^@\s]+@", re.IGNORECASE)
-
-
-def is_secret_name(name: str) -> bool:
-    return any(part in _SECRET_PARTS for part in re.split(r"[_\-.]", name.lower()))
 
 
 @dataclass
@@ -109,9 +103,9 @@ def new_run_dir(root: Path, command: str) -> Path:
 class Progress:
     """Prints a run as an operator reads it: plays, tasks, and one line per host result."""
 
-    def __init__(self, out: TextIO, secrets_to_hide: set[str], learned: Path | None = None):
+    def __init__(self, out: TextIO, redactor: Redactor, learned: Path | None = None):
         self.out = out
-        self.hide = set(secrets_to_hide)
+        self.redactor = redactor
         self.failures: list[str] = []
         self._last_task: str | None = None
         self._play: str | None = None
@@ -125,17 +119,14 @@ class Progress:
         try:
             mtime = self._learned.stat().st_mtime
             if mtime != self._learned_mtime:
-                self.hide.update(json.loads(self._learned.read_text()))
+                self.redactor.values.update(json.loads(self._learned.read_text()))
                 self._learned_mtime = mtime
         except (OSError, ValueError):
             return
 
     def scrub(self, text: str) -> str:
         self.learn()
-        text = _URL_PASSWORD.sub(lambda m: m.group("head") + REDACTED + "@", text)
-        for value in self.hide:
-            text = text.replace(value, REDACTED)
-        return text
+        return self.redactor.scrub_text(text)
 
     def __call__(self, event: dict[str, Any]) -> bool:
         kind = event.get("event")
@@ -181,15 +172,7 @@ class Progress:
         print(self.scrub(text), file=self.out, flush=True)
 
 
-def secret_values(values: dict[str, Any]) -> set[str]:
-    found: set[str] = set()
-    for key, value in values.items():
-        if is_secret_name(key) and value not in (None, "") and len(str(value)) >= 4:
-            found.add(str(value))
-    return found
-
-
-def redact_tree(directory: Path, hide: set[str]) -> None:
+def redact_tree(directory: Path, redactor: Redactor) -> None:
     """Remove secret values and URL passwords from every file a run left behind."""
     for path in directory.rglob("*"):
         if not path.is_file():
@@ -198,10 +181,7 @@ def redact_tree(directory: Path, hide: set[str]) -> None:
             text = path.read_text(encoding="utf-8")
         except (UnicodeDecodeError, OSError):
             continue
-        clean = _URL_PASSWORD.sub(lambda m: m.group("head") + REDACTED + "@", text)
-        for value in hide:
-            clean = clean.replace(value, REDACTED)
-            clean = clean.replace(json.dumps(value)[1:-1], REDACTED)
+        clean = redactor.scrub_text(text)
         if clean != text:
             path.write_text(clean, encoding="utf-8")
 
@@ -216,11 +196,9 @@ def run(request: RunRequest, out: TextIO = sys.stdout) -> tuple[int, Path]:
         raise PayopsError(f"inventory {request.inventory} does not exist")
     run_dir = new_run_dir(request.root, entry.command)
     extravars = {**request.extravars, "payops_report_dir": str(run_dir)}
-    hide = secret_values(request.extravars) | {
-        str(request.extravars[spec.name])
-        for spec in entry.vars
-        if spec.secret and request.extravars.get(spec.name) not in (None, "")
-    }
+    # Secret by name, or declared secret in the catalog; the audit callback adds what it learns.
+    redactor = Redactor(extra_names=[spec.name for spec in entry.vars if spec.secret])
+    redactor.learn_variables(request.extravars)
     cmdline = []
     if entry.tags:
         cmdline += ["--tags", ",".join(entry.tags)]
@@ -245,7 +223,7 @@ def run(request: RunRequest, out: TextIO = sys.stdout) -> tuple[int, Path]:
     # temporary folder, removed afterwards, so that no secret given with -e stays on disk.
     private = Path(tempfile.mkdtemp(prefix="payops-run-"))
     env["PAYOPS_SECRETS_FILE"] = str(private / "learned-secrets.json")
-    progress = Progress(out, hide, private / "learned-secrets.json")
+    progress = Progress(out, redactor, private / "learned-secrets.json")
     try:
         result = ansible_runner.run(
             private_data_dir=str(private),
@@ -263,7 +241,7 @@ def run(request: RunRequest, out: TextIO = sys.stdout) -> tuple[int, Path]:
             suppress_env_files=True,
         )
         progress.learn()
-        redact_tree(run_dir, progress.hide)
+        redact_tree(run_dir, progress.redactor)
     finally:
         shutil.rmtree(private, ignore_errors=True)
     rc = result.rc if result.rc is not None else 1
