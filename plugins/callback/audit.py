@@ -71,7 +71,6 @@ options:
 
 import datetime
 import fcntl
-import getpass
 import hashlib
 import json
 import os
@@ -80,6 +79,7 @@ import uuid
 
 from ansible import context
 from ansible.plugins.callback import CallbackBase
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_operator import identify
 from ansible_collections.betaskill.payops.plugins.module_utils.payops_redact import Redactor
 
 GENESIS = "0" * 64
@@ -210,7 +210,7 @@ class CallbackModule(CallbackBase):
         if self._run_open:
             return
         self._run_open = True
-        self._source, self._operator, awx_job = _who(extra)
+        self._source, self._operator, awx_job = identify(extra)
         if awx_job and not os.environ.get("PAYOPS_RUN_ID"):
             self._run_id = f"awx-{awx_job}"
         self._command = self._command or extra.get("payops_command")
@@ -314,7 +314,7 @@ class CallbackModule(CallbackBase):
             hosts[host] = stats.summarize(host)
         failed = any(s["failures"] or s["unreachable"] for s in hosts.values())
         if not self._run_open:  # a playbook that never started a play still gets its end recorded
-            self._source, self._operator, _ = _who({})
+            self._source, self._operator, _ = identify({})
         self._emit(
             {
                 "event": "run_end",
@@ -336,28 +336,6 @@ def _arguments(task):
 
 def _now():
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")
-
-
-def _who(extra):
-    """(source, operator, AWX job id): AWX's job variables, payops' environment, or the local user."""
-    awx_job = extra.get("awx_job_id") or extra.get("tower_job_id")
-    if awx_job:
-        user = extra.get("awx_user_name") or extra.get("tower_user_name") or "awx"
-        return "awx", user, awx_job
-    if os.environ.get("JOB_ID") and os.environ.get("AWX_HOST"):
-        return "awx", os.environ.get("AWX_USER_NAME", "awx"), os.environ["JOB_ID"]
-    user = os.environ.get("PAYOPS_OPERATOR") or _local_user()
-    source = os.environ.get("PAYOPS_SOURCE") or "ansible-playbook"
-    return source, user, None
-
-
-def _local_user():
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = str(os.getuid())
-    sudo = os.environ.get("SUDO_USER")
-    return f"{user} (sudo by {sudo})" if sudo and sudo != user else user
 
 
 def _read_head(path):
