@@ -239,23 +239,73 @@ def runbook_commands(runbook_text: str) -> list[str]:
     return found
 
 
-def playbook_tags(playbook: Path) -> set[str]:
-    """The tags a playbook declares on its plays, roles, blocks and tasks."""
-    tags: set[str] = set()
+def playbook_file(command: str) -> str:
+    """Where a command's playbook lives: its name with `:` and `-` turned into `_`, so that the
+    runbook's name finds the file (`node scripts/x-y.js` is playbooks/x_y.yml)."""
+    name = command.removeprefix("node scripts/").removesuffix(".js")
+    return "playbooks/" + re.sub(r"[:\-]", "_", name) + ".yml"
 
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            for key, value in node.items():
-                if key == "tags":
-                    tags.update([value] if isinstance(value, str) else [str(t) for t in value or []])
-                else:
-                    walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
 
-    walk(yaml.safe_load(playbook.read_text()))
-    return tags
+# The catalog's variable types as validate_argument_spec writes them.
+SPEC_TYPES = {"str": ("str", None), "int": ("int", None), "float": ("float", None), "bool": ("bool", None),
+              "list": ("list", None), "dict": ("dict", None), "ip_or_network_list": ("list", "str")}
+
+
+def _first_argument_spec(playbook: Path, fixed: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, Any], str]:
+    """The argument_spec of the first task of the first play, following import_playbook; the
+    variables the imports fix on the way; and what is wrong when there is none."""
+    plays = yaml.safe_load(playbook.read_text()) or []
+    if not isinstance(plays, list) or not plays or not isinstance(plays[0], dict):
+        return None, fixed, f"{playbook.name} holds no play"
+    first = plays[0]
+    imported = first.get("ansible.builtin.import_playbook") or first.get("import_playbook")
+    if imported:
+        return _first_argument_spec(playbook.parent / str(imported), {**fixed, **(first.get("vars") or {})})
+    tasks = (first.get("pre_tasks") or []) + (first.get("tasks") or [])
+    task = tasks[0] if tasks else {}
+    spec = task.get("ansible.builtin.validate_argument_spec") if isinstance(task, dict) else None
+    if not isinstance(spec, dict) or not isinstance(spec.get("argument_spec"), dict):
+        return None, fixed, (f"the first task of {playbook.name}'s first play is not "
+                             "ansible.builtin.validate_argument_spec")
+    return spec["argument_spec"], fixed, ""
+
+
+def spec_problems(entry: Entry, root: Path) -> list[str]:
+    """Where the playbook's first validate_argument_spec and the entry's vars disagree."""
+    assert entry.playbook is not None
+    spec, fixed, problem = _first_argument_spec(root / entry.playbook, {})
+    if spec is None:
+        return [f"{entry.command}: {problem}"]
+    found = []
+    declared = {name: option or {} for name, option in spec.items() if name not in fixed}
+    for var in entry.vars:
+        option = declared.pop(var.name, None)
+        if option is None:
+            found.append(f"{entry.command}: {entry.playbook} does not validate {var.name}")
+            continue
+        want_type, want_elements = SPEC_TYPES[var.type]
+        if option.get("type", "str") != want_type or (want_elements and option.get("elements") != want_elements):
+            found.append(f"{entry.command}: {var.name} is {var.type} in the catalog, "
+                         f"{option.get('type', 'str')} in {entry.playbook}")
+        if bool(option.get("required", False)) != var.required:
+            where = ("the catalog, not " + entry.playbook) if var.required else (entry.playbook + ", not the catalog")
+            found.append(f"{entry.command}: {var.name} is required in {where}")
+        if tuple(option.get("choices") or ()) != var.choices:
+            found.append(f"{entry.command}: {var.name}'s choices differ between the catalog and {entry.playbook}")
+    for name in declared:
+        found.append(f"{entry.command}: {entry.playbook} takes {name}, the catalog does not list it")
+    return found
+
+
+def tag_readers(root: Path) -> list[str]:
+    """Playbooks and roles that read the tags a run was given: a procedure must not need --tags."""
+    found = []
+    for path in sorted([*root.glob("playbooks/**/*.yml"), *root.glob("roles/**/*.yml")]):
+        text = path.read_text()
+        for word in ("ansible_run_tags", "ansible_skip_tags"):
+            if word in text:
+                found.append(f"{path.relative_to(root)} reads {word}")
+    return found
 
 
 def problems(catalog: Catalog, root: Path, runbook_text: str | None = None) -> list[str]:
@@ -264,13 +314,13 @@ def problems(catalog: Catalog, root: Path, runbook_text: str | None = None) -> l
     for entry in catalog.entries:
         if not entry.playbook:
             continue
-        playbook = root / entry.playbook
-        if not playbook.is_file():
+        if entry.playbook != playbook_file(entry.command):
+            found.append(f"{entry.command}: its playbook is {entry.playbook}, not {playbook_file(entry.command)}")
+        if not (root / entry.playbook).is_file():
             found.append(f"{entry.command}: playbook {entry.playbook} does not exist")
             continue
-        missing = set(entry.tags) - playbook_tags(playbook)
-        if missing:
-            found.append(f"{entry.command}: {entry.playbook} has no tag {', '.join(sorted(missing))}")
+        found.extend(spec_problems(entry, root))
+    found.extend(tag_readers(root))
     if runbook_text is not None:
         listed = {entry.command for entry in catalog.entries}
         in_runbook = runbook_commands(runbook_text)

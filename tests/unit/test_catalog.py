@@ -36,28 +36,60 @@ def test_a_command_missing_from_the_catalog_is_reported(cat):
     assert "node scripts/new-check.js: in the runbook but not in the catalog" in found
 
 
-def test_a_missing_playbook_or_tag_is_reported(tmp_path):
-    (tmp_path / "playbooks").mkdir()
-    (tmp_path / "playbooks" / "real.yml").write_text(
-        "- name: A play\n  hosts: all\n  tasks:\n    - name: A task\n      ansible.builtin.ping:\n      tags: [here]\n"
-    )
+PLAY = """
+- name: A procedure
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: The request
+      ansible.builtin.validate_argument_spec:
+        argument_spec:
+          reason: {type: str, required: true}
+          hosts: {type: list, elements: str}
+          level: {type: str, choices: [low, high]}
+    - name: Work
+      ansible.builtin.debug:
+        msg: "{{ 'x' if 'y' in ansible_run_tags else 'z' }}"
+"""
+
+
+def test_missing_and_misnamed_playbooks_disagreeing_specs_and_tag_readers_are_reported(tmp_path):
+    (tmp_path / "playbooks" / "shared").mkdir(parents=True)
+    (tmp_path / "playbooks" / "a_two.yml").write_text(PLAY)
+    (tmp_path / "playbooks" / "shared" / "switch.yml").write_text(PLAY.replace("ansible_run_tags", "[]"))
+    (tmp_path / "playbooks" / "a_three.yml").write_text(
+        "- name: Thin\n  ansible.builtin.import_playbook: shared/switch.yml\n  vars:\n    level: high\n")
     (tmp_path / "runbook.yml").write_text(
         """
 commands:
   - {command: "a:one", runbook: "npm run a:one", section: S, purpose: P, kind: read-only,
      status: implemented, playbook: playbooks/missing.yml}
   - {command: "a:two", runbook: "npm run a:two", section: S, purpose: P, kind: read-only,
-     status: implemented, playbook: playbooks/real.yml, tags: [here, nowhere]}
+     status: implemented, playbook: playbooks/a_two.yml,
+     vars: {reason: {type: str}, hosts: {type: ip_or_network_list}, level: {type: int}, extra: {type: str}}}
   - {command: "a:three", runbook: "npm run a:three", section: S, purpose: P, kind: read-only,
-     status: implemented, playbook: playbooks/real.yml, tags: [here]}
+     status: implemented, playbook: playbooks/a_three.yml,
+     vars: {reason: {type: str, required: true}, hosts: {type: list}}}
 """
     )
     found = catalog.problems(catalog.load(tmp_path / "runbook.yml"), tmp_path)
     assert found == [
+        "a:one: its playbook is playbooks/missing.yml, not playbooks/a_one.yml",
         "a:one: playbook playbooks/missing.yml does not exist",
-        "a:two: playbooks/real.yml has no tag nowhere",
+        "a:two: reason is required in playbooks/a_two.yml, not the catalog",
+        "a:two: level is int in the catalog, str in playbooks/a_two.yml",
+        "a:two: level's choices differ between the catalog and playbooks/a_two.yml",
+        "a:two: playbooks/a_two.yml does not validate extra",
+        "playbooks/a_two.yml reads ansible_run_tags",
     ]
 
+
+@pytest.mark.parametrize(("command", "path"), [
+    ("payment:emergency-stop", "playbooks/payment_emergency_stop.yml"),
+    ("node scripts/pre-deployment-validation-pipeline.js", "playbooks/pre_deployment_validation_pipeline.yml"),
+])
+def test_a_commands_playbook_is_named_after_it(command, path):
+    assert catalog.playbook_file(command) == path
 
 def test_implemented_only_with_a_playbook(tmp_path):
     (tmp_path / "runbook.yml").write_text(
