@@ -79,17 +79,9 @@ import uuid
 
 from ansible import context
 from ansible.plugins.callback import CallbackBase
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_audit import GENESIS, chain_hash
 from ansible_collections.betaskill.payops.plugins.module_utils.payops_operator import identify
 from ansible_collections.betaskill.payops.plugins.module_utils.payops_redact import Redactor
-
-GENESIS = "0" * 64
-
-
-def chain_hash(prev, record):
-    """The hash of one line: the previous hash and the line's own canonical JSON (without `hash`)."""
-    body = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-    return hashlib.sha256((prev + "\n" + body).encode("utf-8")).hexdigest()
-
 
 class CallbackModule(CallbackBase):
     CALLBACK_VERSION = 2.0

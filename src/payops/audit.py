@@ -1,4 +1,4 @@
-"""Checking the audit trail that plugins/callback/audit.py writes.
+"""Checking the audit trail that plugins/callback/audit.py writes (the chain: module_utils/payops_audit.py).
 
 Each line is a JSON object with `prev` (the previous line's hash) and `hash` (sha256 over `prev`,
 a newline, and the line's canonical JSON without `hash`). The head file beside the log records the
@@ -7,19 +7,11 @@ line count and the last hash, so removing lines at the end is found too.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-GENESIS = "0" * 64
-
-
-def chain_hash(prev: str, record: dict[str, Any]) -> str:
-    """Must match plugins/callback/audit.py:chain_hash (a test holds them together)."""
-    body = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-    return hashlib.sha256((prev + "\n" + body).encode("utf-8")).hexdigest()
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_audit import GENESIS, chain_hash
 
 
 @dataclass(frozen=True)

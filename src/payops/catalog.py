@@ -239,6 +239,19 @@ def runbook_commands(runbook_text: str) -> list[str]:
     return found
 
 
+def markdown_table(catalog: Catalog) -> str:
+    """Runbook command -> playbook file, by runbook section, as docs/commands.md shows it."""
+    lines = []
+    for section, entries in catalog.by_section().items():
+        lines += [f"### {section}", "", "| runbook command | playbook | kind |", "|---|---|---|"]
+        for entry in entries:
+            where = f"`{entry.playbook}`" if entry.implemented else "planned"
+            name = f"`{entry.command}`" + (" (payops extension)" if entry.extension else "")
+            lines.append(f"| {name} | {where} | {entry.kind} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def playbook_file(command: str) -> str:
     """Where a command's playbook lives: its name with `:` and `-` turned into `_`, so that the
     runbook's name finds the file (`node scripts/x-y.js` is playbooks/x_y.yml)."""

@@ -1,6 +1,6 @@
 """payops: BetaSkill's production runbook as Ansible procedures.
 
-  payops list [--json]                      every runbook command and whether it is implemented
+  payops list [--json|--markdown]           every runbook command, its playbook and whether it is implemented
   payops run COMMAND [-i INV] [-e k=v] [--check]
   payops audit verify [PATH]                check the audit trail's hash chain
   payops sandbox up|down|status|traffic     the local copy of the platform
@@ -29,6 +29,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     if args.json:
         json.dump([entry.as_dict() for entry in cat.entries], sys.stdout, indent=2)
         print()
+        return 0
+    if args.markdown:
+        print(catalog.markdown_table(cat), end="")
         return 0
     implemented = sum(entry.implemented for entry in cat.entries)
     for section, entries in cat.by_section().items():
@@ -80,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     listing = sub.add_parser("list", help="the runbook catalog, grouped by runbook section")
     listing.add_argument("--json", action="store_true", help="the catalog as JSON, for tools")
+    listing.add_argument("--markdown", action="store_true",
+                         help="runbook command -> playbook file, as docs/commands.md shows it")
     listing.set_defaults(func=cmd_list)
 
     run = sub.add_parser("run", help="run a runbook command's procedure")

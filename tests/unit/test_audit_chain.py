@@ -1,7 +1,9 @@
 """The audit trail's hash chain: intact files pass, every kind of tampering is named."""
 
-import importlib.util
 import json
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -9,13 +11,7 @@ import pytest
 from payops import audit
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _callback_module():
-    spec = importlib.util.spec_from_file_location("payops_audit", ROOT / "plugins/callback/audit.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+DATA = Path(__file__).resolve().parent / "data"
 
 
 def write_chain(path: Path, count: int) -> list[str]:
@@ -31,9 +27,26 @@ def write_chain(path: Path, count: int) -> list[str]:
     return lines
 
 
-def test_the_callback_and_the_verifier_hash_alike():
-    record = {"v": 1, "event": "run_start", "text": "héllo", "n": 3, "prev": audit.GENESIS}
-    assert _callback_module().chain_hash(audit.GENESIS, record) == audit.chain_hash(audit.GENESIS, record)
+def test_a_trail_written_before_the_rename_verifies_and_the_renamed_callback_chains_on(tmp_path):
+    """Lines the callback wrote as payops_audit (before the collection) verify, and
+    betaskill.payops.audit appends to such a trail without breaking its chain."""
+    log = tmp_path / "audit.jsonl"
+    for suffix in ("", ".head"):
+        shutil.copy(DATA / f"audit-before-rename.jsonl{suffix}", f"{log}{suffix}")
+    old = log.read_text().splitlines()
+    assert audit.verify(log).intact and len(old) == 4
+    (tmp_path / "play.yml").write_text(
+        "- name: After the rename\n  hosts: localhost\n  gather_facts: false\n  tasks:\n"
+        "    - name: Say something\n      ansible.builtin.debug:\n        msg: hello\n")
+    env = {"PATH": str(Path(sys.executable).parent), "HOME": str(tmp_path), "PAYOPS_AUDIT_LOG": str(log),
+           "ANSIBLE_CALLBACKS_ENABLED": "betaskill.payops.audit", "PAYOPS_OPERATOR": "after-rename"}
+    subprocess.run([str(Path(sys.executable).with_name("ansible-playbook")), "-i", "localhost,", "-c", "local",
+                    "play.yml"], cwd=tmp_path, env=env, check=True, capture_output=True, timeout=120)
+    lines = log.read_text().splitlines()
+    assert lines[:4] == old and len(lines) > 4
+    assert json.loads(lines[4])["prev"] == json.loads(old[-1])["hash"]
+    assert json.loads(lines[4])["operator"] == "after-rename"
+    assert audit.verify(log).intact
 
 
 def test_an_intact_chain_verifies(tmp_path):

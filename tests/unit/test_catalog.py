@@ -150,3 +150,10 @@ def test_var_coercion_errors_name_the_variable(kind, raw, message):
 def test_choices_are_enforced():
     with pytest.raises(PayopsError, match="v must be one of edge, app"):
         catalog.VarSpec("v", choices=("edge", "app")).coerce("kernel")
+
+
+def test_docs_commands_md_shows_the_catalog_as_it_is(cat):
+    """docs/commands.md's table is `payops list --markdown`: regenerate it when the catalog changes."""
+    text = (ROOT / "docs" / "commands.md").read_text()
+    begin, end = "<!-- payops list --markdown -->\n", "<!-- end -->\n"
+    assert text[text.index(begin) + len(begin):text.index(end)] == catalog.markdown_table(cat)
