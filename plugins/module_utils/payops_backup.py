@@ -22,7 +22,7 @@ import shutil
 import subprocess
 import threading
 
-from ansible.module_utils.payops_s3 import with_retries
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_s3 import with_retries
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "payops-backup/1"

@@ -17,8 +17,7 @@ description:
     reports any that nginx refused with its own page.
   - One module run polls in-process; an C(until) loop around C(uri) would cost a module run per try.
   - Read-only; in check mode it observes as well.
-version_added: "0.1.0"
-author: payops
+author: payops contributors (!UNKNOWN)
 options:
   url:
     description: The host's edge, for example C(http://web-1:80).
@@ -56,7 +55,7 @@ options:
 
 EXAMPLES = r"""
 - name: Wait until web-1 serves the payment stop
-  edge_switch_probe:
+  betaskill.payops.edge_switch_probe:
     url: "http://{{ ansible_host }}:80"
     switch: payments_stopped
     enabled: true

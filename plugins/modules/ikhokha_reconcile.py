@@ -15,8 +15,7 @@ description:
     and a result already recorded by a callback is not applied again.
   - Payments younger than O(min_age_seconds) are left alone - their callback may be in flight.
   - Check mode asks the gateway and reports what would be applied, and writes nothing.
-version_added: "0.1.0"
-author: payops
+author: payops contributors (!UNKNOWN)
 options:
   since:
     description:
@@ -40,13 +39,13 @@ options:
     type: bool
     default: true
 extends_documentation_fragment:
-  - payops_db
-  - ikhokha
+  - betaskill.payops.payops_db
+  - betaskill.payops.ikhokha
 """
 
 EXAMPLES = r"""
 - name: Reconcile payments left pending since the payment stop
-  ikhokha_reconcile:
+  betaskill.payops.ikhokha_reconcile:
     since: "{{ switch_window_start }}"
     login_host: "{{ payops_db_host }}"
     login_password: "{{ payops_db_password }}"
@@ -95,8 +94,19 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.ikhokha import HAS_REQUESTS, Client, IkhokhaError, ikhokha_argument_spec
-from ansible.module_utils.payops_db import connect, db_argument_spec, describe, first_line, psycopg
+from ansible_collections.betaskill.payops.plugins.module_utils.ikhokha import (
+    HAS_REQUESTS,
+    Client,
+    IkhokhaError,
+    ikhokha_argument_spec,
+)
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_db import (
+    connect,
+    db_argument_spec,
+    describe,
+    first_line,
+    psycopg,
+)
 
 PENDING_SQL = """
 SELECT id::text, transaction_reference, gateway_response ->> 'paylinkID' AS paylink_id

@@ -20,8 +20,7 @@ description:
   - A session advisory lock keeps two runs from migrating at once.
   - With O(state=pending), or in check mode, lists what would run and changes nothing (the table is
     not even created).
-version_added: "0.1.0"
-author: payops
+author: payops contributors (!UNKNOWN)
 options:
   path:
     description: A folder holding the migrations as C(<number>_<name>.sql) files.
@@ -54,7 +53,7 @@ options:
     choices: [applied, pending]
     default: applied
 extends_documentation_fragment:
-  - payops_db
+  - betaskill.payops.payops_db
 notes:
   - Migrations go forward only. A release rolled back keeps the migrations its successor applied,
     so migrations must leave the schema usable by the release before them (add, then remove in a
@@ -63,14 +62,14 @@ notes:
 
 EXAMPLES = r"""
 - name: Apply the release's migrations
-  supabase_migrations:
+  betaskill.payops.supabase_migrations:
     archive: /var/cache/payops/releases/1.1.0/app.tar.gz
     release: "1.1.0"
     login_host: "{{ payops_db_host }}"
     login_password: "{{ payops_db_password }}"
 
 - name: List the pending migrations
-  supabase_migrations:
+  betaskill.payops.supabase_migrations:
     path: /srv/betaskill/app/releases/1.1.0/migrations
     state: pending
   register: migrations
@@ -110,7 +109,13 @@ import tarfile
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.payops_db import connect, db_argument_spec, describe, first_line, psycopg
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_db import (
+    connect,
+    db_argument_spec,
+    describe,
+    first_line,
+    psycopg,
+)
 
 MIGRATION_NAME = re.compile(r"^[0-9]+[_-][A-Za-z0-9_.-]*\.sql$")
 TABLE_NAME = re.compile(r"^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*$")
