@@ -357,7 +357,7 @@ class CallbackModule(CallbackBase):
             hosts[host] = stats.summarize(host)
         failed = any(s["failures"] or s["unreachable"] for s in hosts.values())
         if not self._run_open:  # a playbook that never started a play still gets its end recorded
-            self._source, self._operator, _ = _who({})
+            self._source, self._operator, _awx_job = _who({})
         self._emit(
             {
                 "event": "run_end",
@@ -413,4 +413,4 @@ def _read_head(path):
 
 def _count_lines(path):
     with open(path, "rb") as handle:
-        return sum(1 for _ in handle)
+        return sum(1 for _line in handle)

@@ -200,7 +200,7 @@ class Verifier:
                                                   if line and not line.startswith(";")])
                 size, digest = result["size"], result["sha256"]
             else:
-                size, digest, _ = stream_object(self.client, params["bucket"], key, attempts=params["retries"])
+                size, digest, _sink = stream_object(self.client, params["bucket"], key, attempts=params["retries"])
                 problems = object_problems(expected, size, digest)
             verdict["objects"].append({"name": expected["name"], "key": key, "size": size, "sha256": digest,
                                        "ok": not problems})

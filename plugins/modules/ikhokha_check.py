@@ -154,9 +154,9 @@ def main():
                     params["validate_certs"])
     probe = "payops-health-" + secrets.token_hex(6)
     latencies, status, error, verdict = [], None, None, None
-    for _ in range(params["samples"]):
+    for _sample in range(params["samples"]):
         try:
-            status, _, elapsed = client.get_status(probe)
+            status, _data, elapsed = client.get_status(probe)
         except IkhokhaError as exc:
             error = str(exc)
             verdict = "tls_error" if str(exc).startswith("TLS") else "unreachable"

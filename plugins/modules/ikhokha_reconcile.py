@@ -122,7 +122,7 @@ SELECT id::text, transaction_reference, gateway_response ->> 'paylinkID' AS payl
 
 def ask(client, payment):
     try:
-        status, data, _ = client.get_status(payment["paylink_id"])
+        status, data, _elapsed = client.get_status(payment["paylink_id"])
     except IkhokhaError as exc:
         return payment, None, str(exc)
     if status != 200 or not isinstance(data, dict):

@@ -181,7 +181,7 @@ def main():
     params = module.params
     if not TABLE_NAME.match(params["table"]):
         module.fail_json(msg=f"table must be schema.table in lower case letters, digits and _; got {params['table']!r}")
-    schema, _, table_name = params["table"].partition(".")
+    schema, _dot, table_name = params["table"].partition(".")
     files = read_folder(module, params["path"]) if params["path"] else read_archive(
         module, params["archive"], params["member_dir"])
     names = ordered(module, files)

@@ -206,7 +206,7 @@ def main():
         result.update(backup_id=entry["backup_id"], label=manifest.get("label"),
                       data_age_seconds=round((utcnow() - parse_time(manifest["started_at"])).total_seconds()))
         t0 = time.monotonic()
-        size, digest, _ = stream_object(client, params["bucket"], key, attempts=params["retries"])
+        size, digest, _sink_error = stream_object(client, params["bucket"], key, attempts=params["retries"])
         result["verify_seconds"] = round(time.monotonic() - t0, 3)
         problems = object_problems(expected, size, digest)
         if problems:
