@@ -249,7 +249,7 @@ def main():
         local = os.path.join(params["dest"], expected["name"])
         with open(local, "wb") as handle:
             size, digest, _sink_error = stream_object(client, params["bucket"], entry["prefix"] + expected["name"],
-                                            sink=handle.write, attempts=params["retries"])
+                                                      sink=handle.write, attempts=params["retries"])
         problems = object_problems(expected, size, digest)
         if problems:
             os.unlink(local)
