@@ -83,6 +83,7 @@ from ansible_collections.betaskill.payops.plugins.module_utils.payops_audit impo
 from ansible_collections.betaskill.payops.plugins.module_utils.payops_operator import identify
 from ansible_collections.betaskill.payops.plugins.module_utils.payops_redact import Redactor
 
+
 class CallbackModule(CallbackBase):
     CALLBACK_VERSION = 2.0
     CALLBACK_TYPE = "notification"
@@ -306,7 +307,7 @@ class CallbackModule(CallbackBase):
             hosts[host] = stats.summarize(host)
         failed = any(s["failures"] or s["unreachable"] for s in hosts.values())
         if not self._run_open:  # a playbook that never started a play still gets its end recorded
-            self._source, self._operator, _ = identify({})
+            self._source, self._operator, _awx_job = identify({})
         self._emit(
             {
                 "event": "run_end",
@@ -340,4 +341,4 @@ def _read_head(path):
 
 def _count_lines(path):
     with open(path, "rb") as handle:
-        return sum(1 for _ in handle)
+        return sum(1 for _line in handle)

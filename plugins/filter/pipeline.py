@@ -10,6 +10,7 @@ nothing but its arguments, so that tests/unit/test_pipeline_logic.py can load th
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -188,7 +189,7 @@ def setting_rows(values: dict[str, Any], environment: str) -> list[dict[str, Any
 
     values: {name: value} for names of SETTINGS (unknown names are ignored). The rows name the
     setting and say what is wrong; a secret's value never appears in them."""
-    names = [name for name, _, _ in SETTINGS if name in (values or {})]
+    names = [name for name, _kind, _secret in SETTINGS if name in (values or {})]
     rows = []
     for name in names:
         problem = _problem(name, values[name], environment)
@@ -353,7 +354,7 @@ def _kpis(result: list[dict[str, Any]]) -> dict[str, float | None]:
             number = float(series["value"][1])
         except (KeyError, IndexError, TypeError, ValueError):
             continue
-        values[name] = None if number != number else number  # NaN: no data
+        values[name] = None if math.isnan(number) else number  # NaN: no data
     return values
 
 

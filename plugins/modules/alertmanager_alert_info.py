@@ -13,12 +13,11 @@ description:
     start time and summary.
   - Alertmanager keeps only the alerts that are firing now (and recently resolved ones until they
     expire); for alerts that fired and resolved over a past window, ask Prometheus
-    (M(prometheus_alert_history)).
+    (M(betaskill.payops.prometheus_alert_history)).
   - With O(alert_id), exactly the alerts whose fingerprint or alertname is O(alert_id) are
     returned, and the task fails with the names of the alerts that are there when none matches.
   - Read-only; check mode reads the same.
-version_added: "0.1.0"
-author: payops
+author: payops contributors (!UNKNOWN)
 options:
   alertmanager_url:
     description: Alertmanager's base URL. Default C(ALERTMANAGER_URL).
@@ -58,13 +57,13 @@ options:
 
 EXAMPLES = r"""
 - name: Alerts | Firing since 18:00 yesterday
-  alertmanager_alert_info:
+  betaskill.payops.alertmanager_alert_info:
     alertmanager_url: "{{ payops_alertmanager_url }}"
     since: yesterday 18:00
   register: alerts
 
 - name: Alerts | The alert to acknowledge (by fingerprint or name)
-  alertmanager_alert_info:
+  betaskill.payops.alertmanager_alert_info:
     alertmanager_url: "{{ payops_alertmanager_url }}"
     alert_id: PaymentSuccessRateLow
 """
@@ -96,7 +95,7 @@ since:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.payops_monitoring import (
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_monitoring import (
     MonitoringError,
     alertmanager_argument_spec,
     http_json,

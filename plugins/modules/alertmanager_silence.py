@@ -17,8 +17,7 @@ description:
   - O(state=absent) expires the silence O(silence_id), or every active silence with these matchers
     by this author.
   - Check mode reads Alertmanager and reports what would be created or expired, and changes nothing.
-version_added: "0.1.0"
-author: payops
+author: payops contributors (!UNKNOWN)
 options:
   alertmanager_url:
     description: Alertmanager's base URL. Default C(ALERTMANAGER_URL).
@@ -79,7 +78,7 @@ options:
 
 EXAMPLES = r"""
 - name: Alerts | Acknowledge the low success rate alert for two hours
-  alertmanager_silence:
+  betaskill.payops.alertmanager_silence:
     alertmanager_url: "{{ payops_alertmanager_url }}"
     alert_id: PaymentSuccessRateLow
     created_by: jane@betaskill.com
@@ -88,7 +87,7 @@ EXAMPLES = r"""
   register: silence
 
 - name: Alerts | Expire it
-  alertmanager_silence:
+  betaskill.payops.alertmanager_silence:
     alertmanager_url: "{{ payops_alertmanager_url }}"
     state: absent
     silence_id: "{{ silence.silence_id }}"
@@ -134,7 +133,7 @@ msg:
 from datetime import timedelta
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.payops_monitoring import (
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_monitoring import (
     MonitoringError,
     alertmanager_argument_spec,
     http_json,

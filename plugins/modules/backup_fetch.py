@@ -19,8 +19,7 @@ description:
     in C(unfilled).
   - Only the controller's O(dest) is written; hosts are the playbook's business. Runs in check mode
     too (staging is what lets check mode show the differences).
-version_added: "0.1.0"
-author: payops
+author: payops contributors (!UNKNOWN)
 options:
   environment:
     description: The environment whose backups are used.
@@ -55,7 +54,7 @@ extends_documentation_fragment:
 
 EXAMPLES = r"""
 - name: Recovery | Fetch the newest configuration backup and check it
-  backup_fetch:
+  betaskill.payops.backup_fetch:
     environment: "{{ payops_environment }}"
     kind: configuration
     dest: "{{ stage_dir }}"
@@ -103,7 +102,7 @@ import subprocess
 import tarfile
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.payops_backup import (
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_backup import (
     BackupError,
     fill_redacted,
     find_backup,
@@ -114,7 +113,12 @@ from ansible.module_utils.payops_backup import (
     safe_member_name,
     stream_object,
 )
-from ansible.module_utils.payops_s3 import is_s3_error, s3_argument_spec, s3_client, s3_message
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_s3 import (
+    is_s3_error,
+    s3_argument_spec,
+    s3_client,
+    s3_message,
+)
 
 
 def choose(entries, backup_id):
@@ -244,8 +248,8 @@ def main():
         expected = manifest["objects"][0]
         local = os.path.join(params["dest"], expected["name"])
         with open(local, "wb") as handle:
-            size, digest, _ = stream_object(client, params["bucket"], entry["prefix"] + expected["name"],
-                                            sink=handle.write, attempts=params["retries"])
+            size, digest, _sink_error = stream_object(client, params["bucket"], entry["prefix"] + expected["name"],
+                                                      sink=handle.write, attempts=params["retries"])
         problems = object_problems(expected, size, digest)
         if problems:
             os.unlink(local)
@@ -253,6 +257,7 @@ def main():
                               + "; ".join(problems))
         result["checksum"] = {"size": size, "sha256": digest, "matches_manifest": True}
         stager = Stager(params, manifest)
+        # pylint: disable-next=ansible-bad-function  # zstd streams into the unpacker: run_command cannot stream
         decoder = subprocess.Popen(["zstd", "-d", "-q", "-c", local], stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE)
         try:

@@ -19,8 +19,7 @@ description:
     and aborts multipart uploads never completed, when older than O(incomplete_older_than_hours),
     so that a backup still running is left alone.
   - Check mode lists what would be removed and removes nothing.
-version_added: "0.1.0"
-author: payops
+author: payops contributors (!UNKNOWN)
 options:
   environment:
     description: The environment whose backups are pruned.
@@ -66,7 +65,7 @@ extends_documentation_fragment:
 
 EXAMPLES = r"""
 - name: Backup | Apply retention (check mode lists what would go)
-  backup_retention:
+  betaskill.payops.backup_retention:
     environment: "{{ payops_environment }}"
     bucket: "{{ payops_s3_bucket }}"
     keep_daily: 7
@@ -101,7 +100,7 @@ uploads_aborted:
 import datetime
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.payops_backup import (
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_backup import (
     KINDS,
     MANIFEST,
     kind_prefix,
@@ -111,7 +110,13 @@ from ansible.module_utils.payops_backup import (
     retention_plan,
     utcnow,
 )
-from ansible.module_utils.payops_s3 import is_s3_error, s3_argument_spec, s3_client, s3_message, with_retries
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_s3 import (
+    is_s3_error,
+    s3_argument_spec,
+    s3_client,
+    s3_message,
+    with_retries,
+)
 
 
 def remove_backup(client, params, prefix, names):

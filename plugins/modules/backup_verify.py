@@ -19,8 +19,7 @@ description:
   - Check mode verifies but records nothing and skips the deep restore.
   - The module reports verdicts; it fails only when it cannot do its work (bucket unreachable, a
     backup id that does not exist). O(fail_on_problem) makes a failed verdict fail the task.
-version_added: "0.1.0"
-author: payops
+author: payops contributors (!UNKNOWN)
 options:
   environment:
     description: The environment whose backups are verified.
@@ -67,7 +66,7 @@ extends_documentation_fragment:
 
 EXAMPLES = r"""
 - name: Backup | Verify the newest database backup deeply
-  backup_verify:
+  betaskill.payops.backup_verify:
     environment: "{{ payops_environment }}"
     kinds: [database]
     select: newest
@@ -115,7 +114,7 @@ import json
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.payops_backup import (
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_backup import (
     KINDS,
     BackupError,
     compare_counts,
@@ -140,8 +139,19 @@ from ansible.module_utils.payops_backup import (
     stream_object,
     utcnow,
 )
-from ansible.module_utils.payops_db import connect, db_argument_spec, describe, first_line, psycopg
-from ansible.module_utils.payops_s3 import is_s3_error, s3_argument_spec, s3_client, s3_message
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_db import (
+    connect,
+    db_argument_spec,
+    describe,
+    first_line,
+    psycopg,
+)
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_s3 import (
+    is_s3_error,
+    s3_argument_spec,
+    s3_client,
+    s3_message,
+)
 
 
 class Verifier:
@@ -190,7 +200,7 @@ class Verifier:
                                                   if line and not line.startswith(";")])
                 size, digest = result["size"], result["sha256"]
             else:
-                size, digest, _ = stream_object(self.client, params["bucket"], key, attempts=params["retries"])
+                size, digest, _sink = stream_object(self.client, params["bucket"], key, attempts=params["retries"])
                 problems = object_problems(expected, size, digest)
             verdict["objects"].append({"name": expected["name"], "key": key, "size": size, "sha256": digest,
                                        "ok": not problems})

@@ -17,8 +17,7 @@ description:
     reports any that nginx refused with its own page.
   - One module run polls in-process; an C(until) loop around C(uri) would cost a module run per try.
   - Read-only; in check mode it observes as well.
-version_added: "0.1.0"
-author: payops
+author: payops contributors (!UNKNOWN)
 options:
   url:
     description: The host's edge, for example C(http://web-1:80).
@@ -56,7 +55,7 @@ options:
 
 EXAMPLES = r"""
 - name: Wait until web-1 serves the payment stop
-  edge_switch_probe:
+  betaskill.payops.edge_switch_probe:
     url: "http://{{ ansible_host }}:80"
     switch: payments_stopped
     enabled: true
@@ -95,19 +94,19 @@ essentials:
 import json
 import time
 import urllib.error
-import urllib.request
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.urls import open_url
 
 
 def fetch(url, method="GET", headers=None, timeout=5.0):
     """(status, content type, body) without raising on HTTP errors; status None when unreachable."""
     data = b"{}" if method == "POST" else None
-    request = urllib.request.Request(url, data=data, method=method, headers=headers or {})  # noqa: S310
+    headers = dict(headers or {})
     if data is not None:
-        request.add_header("Content-Type", "application/json")
+        headers["Content-Type"] = "application/json"
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - http(s) URLs from the inventory
+        with open_url(url, data=data, method=method, headers=headers, timeout=timeout) as response:
             return response.status, response.headers.get("Content-Type", ""), response.read()
     except urllib.error.HTTPError as error:
         return error.code, error.headers.get("Content-Type", ""), error.read()
@@ -141,7 +140,7 @@ def main():
     settle = params["settle"]
     streak = None  # when the wanted state started showing without a break
     while True:
-        status, _, body = fetch(f"{base}/.payops/switches", headers=headers)
+        status, _content_type, body = fetch(f"{base}/.payops/switches", headers=headers)
         showing = False
         if status == 200:
             try:
@@ -166,8 +165,8 @@ def main():
     outside = {**headers, "X-Payops-Probe": "outside"}
     essentials, blocked = {}, []
     for item in params["essentials"]:
-        method, _, path = item.partition(" ")
-        status, content_type, _ = fetch(base + path, method=method.upper(), headers=outside)
+        method, _sep, path = item.partition(" ")
+        status, content_type, _body = fetch(base + path, method=method.upper(), headers=outside)
         essentials[item] = status
         # A switch rule's refusal is nginx's own page; the app itself always answers JSON.
         if status in (403, 503) and "json" not in content_type:

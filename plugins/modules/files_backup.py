@@ -23,8 +23,7 @@ description:
     C(<redacted>). Members of a section with O(sources[].scan_secrets=true) that contain a known secret
     value fail the backup, naming the file, rather than store it.
   - Check mode reads every source and reaches the bucket; it uploads nothing.
-version_added: "0.1.0"
-author: payops
+author: payops contributors (!UNKNOWN)
 options:
   environment:
     description: The environment; part of the object keys.
@@ -98,7 +97,7 @@ extends_documentation_fragment:
 
 EXAMPLES = r"""
 - name: Backup | Stream the hosts' configuration to S3
-  files_backup:
+  betaskill.payops.files_backup:
     environment: "{{ payops_environment }}"
     kind: configuration
     sources:
@@ -146,7 +145,7 @@ import tarfile
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.payops_backup import (
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_backup import (
     UPLOAD_REQUIRED_IF,
     check_upload_params,
     upload_argument_spec,
@@ -166,8 +165,14 @@ from ansible.module_utils.payops_backup import (
     upload_compressed,
     utcnow,
 )
-from ansible.module_utils.payops_s3 import describe_bucket, is_s3_error, s3_argument_spec, s3_client, s3_message, \
-    with_retries
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_s3 import (
+    describe_bucket,
+    is_s3_error,
+    s3_argument_spec,
+    s3_client,
+    s3_message,
+    with_retries,
+)
 
 IN_MEMORY = 8 * 1024 * 1024
 

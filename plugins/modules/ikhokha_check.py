@@ -14,13 +14,12 @@ description:
   - For an C(https) URL it also reads the server certificate and reports its expiry.
   - "The verdict is one of C(healthy), C(slow) (answered, but the median latency is over
     O(max_latency_ms)), C(credentials_rejected) (401 or 403), C(gateway_error) (5xx),
-    C(tls_error), C(unreachable) (no answer, refused, or timed out); O(state) maps it to
+    C(tls_error), C(unreachable) (no answer, refused, or timed out); RV(state) maps it to
     C(healthy), C(degraded) or C(down)."
   - The module reports; it does not fail on a bad verdict, so that a procedure can show every
     component. It fails only on invalid options.
   - Read-only; check mode runs the same requests.
-version_added: "0.1.0"
-author: payops
+author: payops contributors (!UNKNOWN)
 options:
   samples:
     description: Requests made, one after the other; the latency verdict uses their median.
@@ -40,7 +39,7 @@ extends_documentation_fragment:
 
 EXAMPLES = r"""
 - name: Health | iKhokha answers and accepts our credentials
-  ikhokha_check:
+  betaskill.payops.ikhokha_check:
     api_url: "{{ payops_ikhokha_url }}"
     app_id: "{{ payops_ikhokha_app_id }}"
     app_secret: "{{ payops_ikhokha_app_secret }}"
@@ -48,7 +47,7 @@ EXAMPLES = r"""
   register: gateway
 
 - name: Health | Same, with IKHOKHA_API_URL, IKHOKHA_APP_ID and IKHOKHA_APP_SECRET from the environment
-  ikhokha_check:
+  betaskill.payops.ikhokha_check:
     samples: 1
 """
 
@@ -104,7 +103,12 @@ import statistics
 from urllib.parse import urlsplit
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.ikhokha import HAS_REQUESTS, Client, IkhokhaError, ikhokha_argument_spec
+from ansible_collections.betaskill.payops.plugins.module_utils.ikhokha import (
+    HAS_REQUESTS,
+    Client,
+    IkhokhaError,
+    ikhokha_argument_spec,
+)
 
 STATES = {"healthy": "healthy", "slow": "degraded", "credentials_rejected": "down", "gateway_error": "down",
           "tls_error": "down", "unreachable": "down"}
@@ -150,9 +154,9 @@ def main():
                     params["validate_certs"])
     probe = "payops-health-" + secrets.token_hex(6)
     latencies, status, error, verdict = [], None, None, None
-    for _ in range(params["samples"]):
+    for _sample in range(params["samples"]):
         try:
-            status, _, elapsed = client.get_status(probe)
+            status, _data, elapsed = client.get_status(probe)
         except IkhokhaError as exc:
             error = str(exc)
             verdict = "tls_error" if str(exc).startswith("TLS") else "unreachable"

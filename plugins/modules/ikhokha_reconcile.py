@@ -15,8 +15,7 @@ description:
     and a result already recorded by a callback is not applied again.
   - Payments younger than O(min_age_seconds) are left alone - their callback may be in flight.
   - Check mode asks the gateway and reports what would be applied, and writes nothing.
-version_added: "0.1.0"
-author: payops
+author: payops contributors (!UNKNOWN)
 options:
   since:
     description:
@@ -46,7 +45,7 @@ extends_documentation_fragment:
 
 EXAMPLES = r"""
 - name: Reconcile payments left pending since the payment stop
-  ikhokha_reconcile:
+  betaskill.payops.ikhokha_reconcile:
     since: "{{ switch_window_start }}"
     login_host: "{{ payops_db_host }}"
     login_password: "{{ payops_db_password }}"
@@ -95,8 +94,19 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.ikhokha import HAS_REQUESTS, Client, IkhokhaError, ikhokha_argument_spec
-from ansible.module_utils.payops_db import connect, db_argument_spec, describe, first_line, psycopg
+from ansible_collections.betaskill.payops.plugins.module_utils.ikhokha import (
+    HAS_REQUESTS,
+    Client,
+    IkhokhaError,
+    ikhokha_argument_spec,
+)
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_db import (
+    connect,
+    db_argument_spec,
+    describe,
+    first_line,
+    psycopg,
+)
 
 PENDING_SQL = """
 SELECT id::text, transaction_reference, gateway_response ->> 'paylinkID' AS paylink_id
@@ -112,7 +122,7 @@ SELECT id::text, transaction_reference, gateway_response ->> 'paylinkID' AS payl
 
 def ask(client, payment):
     try:
-        status, data, _ = client.get_status(payment["paylink_id"])
+        status, data, _elapsed = client.get_status(payment["paylink_id"])
     except IkhokhaError as exc:
         return payment, None, str(exc)
     if status != 200 or not isinstance(data, dict):

@@ -15,13 +15,12 @@ description:
     receipt in C(payops.webhook_receipts)), the gateway error rate (checkouts for which iKhokha
     created no paylink), the payments still C(pending) older than O(pending_max_minutes), and the
     revenue (completed amounts, integer cents, by currency).
-  - "O(state) is C(degraded) when the success rate is under O(success_rate_min) (with at least
+  - "RV(state) is C(degraded) when the success rate is under O(success_rate_min) (with at least
     O(min_finished) finished payments), the gateway error rate is over O(error_rate_max), the p95
     checkout-to-callback latency is over O(latency_p95_max_seconds), or old pending payments
     exist; C(down) when the database cannot be reached; else C(healthy)."
   - Read-only; check mode runs the same queries.
-version_added: "0.1.0"
-author: payops
+author: payops contributors (!UNKNOWN)
 options:
   window:
     description: The window back from now, as a duration (C(24h), C(90m), C(7d)). Ignored when O(since) is set.
@@ -57,7 +56,7 @@ extends_documentation_fragment:
 
 EXAMPLES = r"""
 - name: Payments | KPIs over the last day
-  payment_metrics:
+  betaskill.payops.payment_metrics:
     window: 24h
     login_host: "{{ payops_db_host }}"
     login_port: "{{ payops_db_port | int }}"
@@ -67,7 +66,7 @@ EXAMPLES = r"""
   register: payments
 
 - name: Payments | KPIs since 18:00 yesterday, connection from the PG* environment
-  payment_metrics:
+  betaskill.payops.payment_metrics:
     since: yesterday 18:00
 """
 
@@ -149,8 +148,20 @@ revenue:
 from datetime import timedelta, UTC
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.payops_db import connect_or_error, db_argument_spec, describe, first_line, psycopg
-from ansible.module_utils.payops_monitoring import iso, local_now, parse_duration, parse_since, percentile
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_db import (
+    connect_or_error,
+    db_argument_spec,
+    describe,
+    first_line,
+    psycopg,
+)
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_monitoring import (
+    iso,
+    local_now,
+    parse_duration,
+    parse_since,
+    percentile,
+)
 
 # Latencies are only computed over the newest rows: enough for percentiles, bounded for the controller.
 LATENCY_SAMPLE = 20000

@@ -19,8 +19,7 @@ description:
   - O(state=heartbeat) refreshes the holder's time and fails when the lock is no longer this run's
     (someone broke it). O(state=released) gives it back; it never removes another run's lock.
   - Check mode reports whether the lock could be taken and writes nothing.
-version_added: "0.1.0"
-author: payops
+author: payops contributors (!UNKNOWN)
 options:
   environment:
     description: The environment the lock guards.
@@ -57,7 +56,7 @@ extends_documentation_fragment:
 
 EXAMPLES = r"""
 - name: Take the deploy lock
-  payops_deploy_lock:
+  betaskill.payops.payops_deploy_lock:
     environment: production
     state: acquired
     run_id: "{{ lookup('ansible.builtin.env', 'PAYOPS_RUN_ID') }}"
@@ -65,7 +64,7 @@ EXAMPLES = r"""
     operator: alice
 
 - name: Give it back
-  payops_deploy_lock:
+  betaskill.payops.payops_deploy_lock:
     environment: production
     state: released
     run_id: "{{ lookup('ansible.builtin.env', 'PAYOPS_RUN_ID') }}"
@@ -90,7 +89,13 @@ broken:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.payops_db import connect, db_argument_spec, describe, first_line, psycopg
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_db import (
+    connect,
+    db_argument_spec,
+    describe,
+    first_line,
+    psycopg,
+)
 
 TABLE = """
 CREATE SCHEMA IF NOT EXISTS payops;

@@ -15,8 +15,7 @@ description:
     reason, operator and time, and nothing is recorded.
   - Check mode reports what would change and writes nothing.
   - Returns the state of all three switches after the change, so the edge can be made to match.
-version_added: "0.1.0"
-author: payops
+author: payops contributors (!UNKNOWN)
 options:
   name:
     description: The switch. Omit with O(state=query) to read them all.
@@ -46,7 +45,7 @@ extends_documentation_fragment:
 
 EXAMPLES = r"""
 - name: Stop new payments in the app
-  payops_switch:
+  betaskill.payops.payops_switch:
     name: payments_stopped
     state: "on"
     reason: "iKhokha reports double charges, INC-4711"
@@ -55,7 +54,7 @@ EXAMPLES = r"""
     login_password: "{{ payops_db_password }}"
 
 - name: Read every switch
-  payops_switch:
+  betaskill.payops.payops_switch:
     state: query
   register: switches
 """
@@ -82,7 +81,13 @@ previous:
 import datetime
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.payops_db import connect, db_argument_spec, describe, first_line, psycopg
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_db import (
+    connect,
+    db_argument_spec,
+    describe,
+    first_line,
+    psycopg,
+)
 
 SWITCHES = ("payments_stopped", "maintenance", "lockdown")
 

@@ -13,8 +13,7 @@ description:
     to now and returns each alert (one per label set) with the first and last time it was seen
     firing, for how long, and whether it still fires.
   - Read-only; check mode reads the same.
-version_added: "0.1.0"
-author: payops
+author: payops contributors (!UNKNOWN)
 options:
   prometheus_url:
     description: Prometheus' base URL. Default C(PROMETHEUS_URL).
@@ -40,12 +39,12 @@ options:
 
 EXAMPLES = r"""
 - name: Alerts | Fired overnight
-  prometheus_alert_history:
+  betaskill.payops.prometheus_alert_history:
     prometheus_url: "{{ payops_prometheus_url }}"
   register: overnight
 
 - name: Alerts | Fired in the last six hours
-  prometheus_alert_history:
+  betaskill.payops.prometheus_alert_history:
     prometheus_url: "{{ payops_prometheus_url }}"
     since: 6h
 """
@@ -85,7 +84,7 @@ import math
 from datetime import datetime, UTC
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.payops_monitoring import (
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_monitoring import (
     MonitoringError,
     iso,
     local_now,

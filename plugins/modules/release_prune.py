@@ -19,8 +19,7 @@ description:
   - Failed and unfinished releases never take one of the O(keep) slots and are removed (unless
     protected); a folder without any marker (not made by payops) is left alone and reported.
   - Check mode reports what would be removed and removes nothing.
-version_added: "0.1.0"
-author: payops
+author: payops contributors (!UNKNOWN)
 options:
   path:
     description: The component's deploy folder (holding C(releases/) and C(current)).
@@ -39,7 +38,7 @@ options:
 
 EXAMPLES = r"""
 - name: Keep the five newest good releases
-  release_prune:
+  betaskill.payops.release_prune:
     path: /srv/betaskill/app
     keep: 5
     protect: ["1.1.0"]

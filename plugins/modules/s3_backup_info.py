@@ -13,8 +13,7 @@ description:
     RPO target, incomplete backups (objects without a manifest) and multipart uploads never
     completed, and what the retention rule would keep and remove.
   - Read-only; runs in check mode too.
-version_added: "0.1.0"
-author: payops
+author: payops contributors (!UNKNOWN)
 options:
   environment:
     description: The environment whose backups are listed.
@@ -48,7 +47,7 @@ extends_documentation_fragment:
 
 EXAMPLES = r"""
 - name: Backup | Newest backups against the RPO
-  s3_backup_info:
+  betaskill.payops.s3_backup_info:
     environment: "{{ payops_environment }}"
     bucket: "{{ payops_s3_bucket }}"
     rpo_hours: 24
@@ -83,7 +82,7 @@ rows:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.payops_backup import (
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_backup import (
     KINDS,
     is_verified,
     kind_prefix,
@@ -94,7 +93,12 @@ from ansible.module_utils.payops_backup import (
     retention_plan,
     utcnow,
 )
-from ansible.module_utils.payops_s3 import is_s3_error, s3_argument_spec, s3_client, s3_message
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_s3 import (
+    is_s3_error,
+    s3_argument_spec,
+    s3_client,
+    s3_message,
+)
 
 
 def summary(entry):

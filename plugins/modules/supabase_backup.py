@@ -18,8 +18,7 @@ description:
     multipart upload and writes no manifest, so a half-written backup never looks complete.
   - Refuses a C(pg_dump) older than the server, naming the version needed.
   - Check mode connects, checks the tools, counts rows and reaches the bucket, and uploads nothing.
-version_added: "0.1.0"
-author: payops
+author: payops contributors (!UNKNOWN)
 options:
   environment:
     description: The environment (C(local), C(staging), C(production)); part of the object keys.
@@ -58,7 +57,7 @@ extends_documentation_fragment:
 
 EXAMPLES = r"""
 - name: Backup | Stream the database to S3
-  supabase_backup:
+  betaskill.payops.supabase_backup:
     environment: "{{ payops_environment }}"
     label: daily
     login_host: "{{ payops_db_host }}"
@@ -114,7 +113,7 @@ import tempfile
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.payops_backup import (
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_backup import (
     UPLOAD_REQUIRED_IF,
     check_upload_params,
     upload_argument_spec,
@@ -136,9 +135,21 @@ from ansible.module_utils.payops_backup import (
     tool_version,
     utcnow,
 )
-from ansible.module_utils.payops_db import connect, db_argument_spec, describe, first_line, psycopg
-from ansible.module_utils.payops_s3 import describe_bucket, is_s3_error, s3_argument_spec, s3_client, s3_message, \
-    with_retries
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_db import (
+    connect,
+    db_argument_spec,
+    describe,
+    first_line,
+    psycopg,
+)
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_s3 import (
+    describe_bucket,
+    is_s3_error,
+    s3_argument_spec,
+    s3_client,
+    s3_message,
+    with_retries,
+)
 
 
 def snapshot_facts(cur, params):
@@ -176,11 +187,13 @@ def run_backup(module, client, conn, facts, pg_dump, backup_id, started):
     processes = []
     with tempfile.TemporaryFile() as dump_err, tempfile.TemporaryFile() as zstd_err:
         try:
+            # pylint: disable-next=ansible-bad-function  # pg_dump -> zstd -> S3 multipart upload: run_command cannot stream
             dump = subprocess.Popen(dump_command(pg_dump, facts["snapshot"], params), stdout=subprocess.PIPE,
                                     stderr=dump_err, env=pg_env(params), stdin=subprocess.DEVNULL)
             processes.append(("pg_dump", dump, dump_err))
             source = dump.stdout
             if zstd:
+                # pylint: disable-next=ansible-bad-function
                 compressor = subprocess.Popen(
                     ["zstd", "-q", "-c", f"-{params['compression_level']}", f"-T{params['compression_threads']}"],
                     stdin=dump.stdout, stdout=subprocess.PIPE, stderr=zstd_err)

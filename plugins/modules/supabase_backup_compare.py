@@ -15,8 +15,7 @@ description:
     C(healthy) when every difference is explained by newer rows (live >= manifest), else C(degraded).
   - Read-only; runs in check mode too. The counts are exact (C(count(*))), in one read-only
     repeatable-read transaction.
-version_added: "0.1.0"
-author: payops
+author: payops contributors (!UNKNOWN)
 options:
   environment:
     description: The environment whose backups are used.
@@ -37,7 +36,7 @@ extends_documentation_fragment:
 
 EXAMPLES = r"""
 - name: Recovery | Live row counts against the newest database backup
-  supabase_backup_compare:
+  betaskill.payops.supabase_backup_compare:
     environment: "{{ payops_environment }}"
     login_host: "{{ payops_db_host }}"
     login_password: "{{ payops_db_password }}"
@@ -70,7 +69,7 @@ backup_age_seconds:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.payops_backup import (
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_backup import (
     BackupError,
     find_backup,
     judge_counts,
@@ -80,8 +79,19 @@ from ansible.module_utils.payops_backup import (
     row_counts,
     utcnow,
 )
-from ansible.module_utils.payops_db import connect, db_argument_spec, describe, first_line, psycopg
-from ansible.module_utils.payops_s3 import is_s3_error, s3_argument_spec, s3_client, s3_message
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_db import (
+    connect,
+    db_argument_spec,
+    describe,
+    first_line,
+    psycopg,
+)
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_s3 import (
+    is_s3_error,
+    s3_argument_spec,
+    s3_client,
+    s3_message,
+)
 
 
 def main():

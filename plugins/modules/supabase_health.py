@@ -13,15 +13,14 @@ description:
     (C(pg_stat_activity), C(pg_blocking_pids)), the database size, the buffer cache hit ratio,
     replication slots where the role may see them, and the webhook backlog (payments still
     C(pending) with a paylink, older than O(backlog_minutes)).
-  - "O(state) is C(down) when the database cannot be reached, C(degraded) when a threshold is
+  - "RV(state) is C(down) when the database cannot be reached, C(degraded) when a threshold is
     breached (connections over O(max_connections_percent), a query older than
     O(long_query_seconds), a blocked query, an inactive replication slot, a webhook backlog), else
-    C(healthy). Each finding is named in O(findings)."
+    C(healthy). Each finding is named in RV(findings)."
   - The module reports; an unreachable database is a verdict, not a task failure (set
     O(fail_on_unreachable) to change that).
   - Read-only (it runs SELECTs in an autocommit session); check mode runs the same queries.
-version_added: "0.1.0"
-author: payops
+author: payops contributors (!UNKNOWN)
 options:
   long_query_seconds:
     description: A statement (or an open transaction) running longer than this is reported.
@@ -53,7 +52,7 @@ extends_documentation_fragment:
 
 EXAMPLES = r"""
 - name: Health | The database
-  supabase_health:
+  betaskill.payops.supabase_health:
     login_host: "{{ payops_db_host }}"
     login_port: "{{ payops_db_port | int }}"
     login_db: "{{ payops_db_name }}"
@@ -64,7 +63,7 @@ EXAMPLES = r"""
   register: database
 
 - name: Health | The database, connection from PGHOST, PGPORT, PGUSER, PGPASSWORD
-  supabase_health:
+  betaskill.payops.supabase_health:
 """
 
 RETURN = r"""
@@ -140,7 +139,13 @@ webhook_backlog:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.payops_db import connect_or_error, db_argument_spec, describe, first_line, psycopg
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_db import (
+    connect_or_error,
+    db_argument_spec,
+    describe,
+    first_line,
+    psycopg,
+)
 
 ACTIVITY_SQL = """
 SELECT pid, usename AS user, application_name AS application, state, wait_event_type, wait_event,

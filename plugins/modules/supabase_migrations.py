@@ -20,8 +20,7 @@ description:
   - A session advisory lock keeps two runs from migrating at once.
   - With O(state=pending), or in check mode, lists what would run and changes nothing (the table is
     not even created).
-version_added: "0.1.0"
-author: payops
+author: payops contributors (!UNKNOWN)
 options:
   path:
     description: A folder holding the migrations as C(<number>_<name>.sql) files.
@@ -63,14 +62,14 @@ notes:
 
 EXAMPLES = r"""
 - name: Apply the release's migrations
-  supabase_migrations:
+  betaskill.payops.supabase_migrations:
     archive: /var/cache/payops/releases/1.1.0/app.tar.gz
     release: "1.1.0"
     login_host: "{{ payops_db_host }}"
     login_password: "{{ payops_db_password }}"
 
 - name: List the pending migrations
-  supabase_migrations:
+  betaskill.payops.supabase_migrations:
     path: /srv/betaskill/app/releases/1.1.0/migrations
     state: pending
   register: migrations
@@ -110,7 +109,13 @@ import tarfile
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.payops_db import connect, db_argument_spec, describe, first_line, psycopg
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_db import (
+    connect,
+    db_argument_spec,
+    describe,
+    first_line,
+    psycopg,
+)
 
 MIGRATION_NAME = re.compile(r"^[0-9]+[_-][A-Za-z0-9_.-]*\.sql$")
 TABLE_NAME = re.compile(r"^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*$")
@@ -176,7 +181,7 @@ def main():
     params = module.params
     if not TABLE_NAME.match(params["table"]):
         module.fail_json(msg=f"table must be schema.table in lower case letters, digits and _; got {params['table']!r}")
-    schema, _, table_name = params["table"].partition(".")
+    schema, _dot, table_name = params["table"].partition(".")
     files = read_folder(module, params["path"]) if params["path"] else read_archive(
         module, params["archive"], params["member_dir"])
     names = ordered(module, files)

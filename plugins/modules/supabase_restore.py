@@ -17,8 +17,7 @@ description:
     equals O(environment). A target that already holds tables is refused unless O(replace=true),
     which restores with C(--clean --if-exists).
   - Check mode chooses the backup and verifies its checksum, and touches no database.
-version_added: "0.1.0"
-author: payops
+author: payops contributors (!UNKNOWN)
 options:
   environment:
     description: The environment whose backups are used.
@@ -72,7 +71,7 @@ extends_documentation_fragment:
 
 EXAMPLES = r"""
 - name: Recovery | Restore the newest verified backup into a scratch database
-  supabase_restore:
+  betaskill.payops.supabase_restore:
     environment: "{{ payops_environment }}"
     target_db: payops_restore_check
     live_db: "{{ payops_db_name }}"
@@ -117,7 +116,7 @@ data_age_seconds:
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.payops_backup import (
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_backup import (
     BackupError,
     compare_counts,
     connect_to,
@@ -139,8 +138,19 @@ from ansible.module_utils.payops_backup import (
     user_table_count,
     utcnow,
 )
-from ansible.module_utils.payops_db import connect, db_argument_spec, describe, first_line, psycopg
-from ansible.module_utils.payops_s3 import is_s3_error, s3_argument_spec, s3_client, s3_message
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_db import (
+    connect,
+    db_argument_spec,
+    describe,
+    first_line,
+    psycopg,
+)
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_s3 import (
+    is_s3_error,
+    s3_argument_spec,
+    s3_client,
+    s3_message,
+)
 
 
 def choose(module, client):
@@ -196,7 +206,7 @@ def main():
         result.update(backup_id=entry["backup_id"], label=manifest.get("label"),
                       data_age_seconds=round((utcnow() - parse_time(manifest["started_at"])).total_seconds()))
         t0 = time.monotonic()
-        size, digest, _ = stream_object(client, params["bucket"], key, attempts=params["retries"])
+        size, digest, _sink_error = stream_object(client, params["bucket"], key, attempts=params["retries"])
         result["verify_seconds"] = round(time.monotonic() - t0, 3)
         problems = object_problems(expected, size, digest)
         if problems:

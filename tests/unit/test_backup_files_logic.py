@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,13 +11,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def backup_utils():
-    import ansible.module_utils as module_utils
-
-    path = str(ROOT / "plugins" / "module_utils")
-    if path not in module_utils.__path__:
-        module_utils.__path__.append(path)
-    sys.modules.pop("ansible.module_utils.payops_backup", None)
-    from ansible.module_utils import payops_backup
+    from ansible_collections.betaskill.payops.plugins.module_utils import payops_backup
 
     return payops_backup
 

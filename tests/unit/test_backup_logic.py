@@ -6,7 +6,6 @@ import datetime
 import hashlib
 import io
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,14 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def backup_utils():
-    """module_utils import each other as ansible.module_utils.*: make that resolvable here."""
-    import ansible.module_utils as module_utils
-
-    path = str(ROOT / "plugins" / "module_utils")
-    if path not in module_utils.__path__:
-        module_utils.__path__.append(path)
-    sys.modules.pop("ansible.module_utils.payops_backup", None)
-    from ansible.module_utils import payops_backup
+    from ansible_collections.betaskill.payops.plugins.module_utils import payops_backup
 
     return payops_backup
 

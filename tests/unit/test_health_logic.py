@@ -4,16 +4,10 @@ percentiles as PostgreSQL's percentile_cont computes them, and the P0-P3 severit
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
-from conftest import load_file_module
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-monitoring = load_file_module("payops_monitoring", ROOT / "plugins/module_utils/payops_monitoring.py")
-from ansible_collections.betaskill.payops.plugins.filter import health  # noqa: E402
+from ansible_collections.betaskill.payops.plugins.filter import health
+from ansible_collections.betaskill.payops.plugins.module_utils import payops_monitoring as monitoring
 
 SAST = timezone(timedelta(hours=2))
 NOW = datetime(2024, 5, 2, 7, 30, tzinfo=SAST)
