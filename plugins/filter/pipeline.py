@@ -1,8 +1,9 @@
-"""Judgements of the deployment pipelines (predeploy.yml, postdeploy.yml, hotfix.yml) that Jinja
-expresses badly: the platform settings against their types and the environment's rules (a secret's
-value is never put in a row), a host's free space against a release's size, the alerts that are new
-since a deployment, error rate and latency after a deployment against before it, and a deployment's
-record as a summary with the time each phase took.
+"""Judgements of the deployment pipelines (the pre-deployment pipeline, the production deployment
+validator, the hotfix path and their stages) that Jinja expresses badly: the platform settings
+against their types and the environment's rules (a secret's value is never put in a row), a host's
+free space against a release's size, the alerts that are new since a deployment, error rate and
+latency after a deployment against before it, and a deployment's record as a summary with the time
+each phase took.
 
 Every function returns plain data (verdict rows: component, state, value, target, detail) and reads
 nothing but its arguments, so that tests/unit/test_pipeline_logic.py can load this file on its own.
@@ -123,30 +124,22 @@ def _as_list(value: Any) -> list[str]:
     return [str(item).strip() for item in value]
 
 
-def control_selection(controls: list[str], tag_prefix: str, run_tags: list[str], skip_tags: list[str],
-                      procedure_tags: list[str], checks: Any = None, skip_checks: Any = None,
+def control_selection(controls: list[str], checks: Any = None, skip_checks: Any = None,
                       subset: list[str] | None = None, subset_reason: str = "") -> dict[str, Any]:
     """Which controls run and, for each that does not, why - for the report to name it.
 
-    A control runs when the procedure runs whole (one of procedure_tags, or all, is asked for) or
-    its own tag <tag_prefix><control> is; and it is in subset (the hotfix's fast subset) and in
-    checks when given, and not in skip_checks nor --skip-tags."""
-    run_tags, skip_tags = list(run_tags or []), list(skip_tags or [])
+    A control runs when it is in subset (the hotfix's fast subset) and in checks when given, and
+    not in skip_checks. Tags play no part: a control left out by --tags or --skip-tags is found
+    afterwards from the absence of its result (not_run_rows)."""
     wanted, unwanted = _as_list(checks), _as_list(skip_checks)
-    whole = bool({"all", *procedure_tags} & set(run_tags))
     selected, skipped = [], {}
     for control in controls:
-        tag = f"{tag_prefix}{control}"
         if subset is not None and control not in subset:
             skipped[control] = subset_reason or "not in this procedure's subset"
         elif wanted and control not in wanted:
             skipped[control] = f"not in checks={','.join(wanted)}"
         elif control in unwanted:
             skipped[control] = "skip_checks asked for it"
-        elif tag in skip_tags:
-            skipped[control] = f"--skip-tags {tag}"
-        elif not whole and tag not in run_tags:
-            skipped[control] = "not selected by --tags"
         else:
             selected.append(control)
     unknown = sorted(set(wanted + unwanted) - set(controls))
@@ -156,6 +149,15 @@ def control_selection(controls: list[str], tag_prefix: str, run_tags: list[str],
 def skipped_rows(skipped: dict[str, str]) -> list[dict[str, Any]]:
     return [{"component": f"control {name}", "state": "info", "value": "skipped", "target": "-", "detail": why}
             for name, why in (skipped or {}).items()]
+
+
+def not_run_rows(selected: list[str], ran: list[str]) -> list[dict[str, Any]]:
+    """A selected control that left no result did not run: the run's --tags or --skip-tags left it
+    out (each control is a block tagged with its name), or the run failed before it."""
+    done = set(ran or [])
+    return [{"component": f"control {name}", "state": "info", "value": "not run", "target": "-",
+             "detail": "selected, but no result: left out by --tags/--skip-tags"}
+            for name in selected or [] if name not in done]
 
 
 STAGE_STATES = {
@@ -168,7 +170,7 @@ STAGE_STATES = {
 
 
 def pipeline_verdict(order: list[str], stages: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """A pipeline's stages (as tasks/pipeline-stage.yml keeps them) as verdict rows, the stage it
+    """A pipeline's stages (as the pipeline role's stage entry point keeps them) as verdict rows, the stage it
     stopped at (the first failed, or started and never finished) and the verdict."""
     rows, stopped = [], None
     for stage in order:
@@ -505,6 +507,7 @@ class FilterModule:
             "control_selection": control_selection,
             "pipeline_verdict": pipeline_verdict,
             "skipped_rows": skipped_rows,
+            "not_run_rows": not_run_rows,
             "setting_rows": setting_rows,
             "url_rows": url_rows,
             "path_ancestors": path_ancestors,

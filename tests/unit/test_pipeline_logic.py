@@ -90,9 +90,7 @@ CONTROLS = ["settings", "urls", "artefact", "callback", "ikhokha", "database", "
 
 
 def select(**kwargs):
-    arguments = {"run_tags": ["validate-production-config"], "skip_tags": [],
-                 "procedure_tags": ["validate-production-config", "validate-hotfix"], **kwargs}
-    return pipeline.control_selection(CONTROLS, "predeploy-", **arguments)
+    return pipeline.control_selection(CONTROLS, **kwargs)
 
 
 def test_every_control_runs_when_the_procedure_does():
@@ -104,9 +102,9 @@ def test_skipped_controls_are_named_with_the_reason():
     assert found["selected"] == ["artefact", "disk"]
     assert found["skipped"]["callback"] == "skip_checks asked for it"
     assert found["skipped"]["settings"] == "not in checks=artefact,disk,callback"
-    tagged = select(run_tags=["predeploy-disk"], skip_tags=["predeploy-urls"])
-    assert tagged["selected"] == ["disk"]
-    assert tagged["skipped"]["settings"] == "not selected by --tags"
+    # --tags/--skip-tags are not read: a selected control that left no result is "not run".
+    not_run = pipeline.not_run_rows(CONTROLS, [control for control in CONTROLS if control != "urls"])
+    assert [(row["component"], row["value"]) for row in not_run] == [("control urls", "not run")]
     hotfix = select(subset=["artefact", "database", "ikhokha", "callback"], subset_reason="not in the fast subset")
     assert hotfix["selected"] == ["artefact", "callback", "ikhokha", "database"]
     assert set(hotfix["skipped"]) == {"settings", "urls", "migrations", "disk"}
