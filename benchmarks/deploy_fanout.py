@@ -15,7 +15,7 @@ frontend/current (the deploy role's health gate reads http://127.0.0.1:<port>/ve
 there). Every host gets the sandbox's fixture release 1.0.0 by hand first (setup, left out);
 then, for each repeat, two changes, each timed from its start until it returned:
 
-  payops     ansible-playbook playbooks/deploy.yml -e release=1.1.0 (the project's ansible.cfg, so
+  payops     ansible-playbook playbooks/deploy_production.yml -e release=1.1.0 (the project's ansible.cfg, so
              the audit callback is on and the preflight passes): checks and SHA-256 of the release,
              the deploy lock in the sandbox's PostgreSQL, on every host (forks=50, one batch)
              unpack, switch, edge reload entry point (nginx -t, nginx -s reload), health gate,
@@ -31,7 +31,7 @@ during each change: TRAFFIC_THREADS threads ask every host's nginx in turn for /
 /version.json, each on a new connection; a failed request is a connection error or a status
 other than 200. The load average is printed with the figures: the machine is shared.
 
-The inventory's only other variables are what deploy.yml needs: payops_environment local, the
+The inventory's only other variables are what deploy_production.yml needs: payops_environment local, the
 sandbox's database (the deploy lock, the record), payops_release_source = the sandbox's release
 store, the edge role's variables for its reload entry point. Audit lines of these runs go to a
 temporary file (PAYOPS_AUDIT_LOG), reports to the temporary folder. nginx, a running
@@ -347,9 +347,9 @@ def phases(dsn: str, run_id: str) -> dict[str, float]:
 
 
 def deploy(env: dict[str, str], fleet: Fleet, release: str, run_id: str, log_path: Path) -> None:
-    """ansible-playbook playbooks/deploy.yml -e release=<release> against the fleet's inventory."""
-    argv = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(fleet.inventory), "playbooks/deploy.yml",
-            "-e", f"release={release}"]
+    """ansible-playbook playbooks/deploy_production.yml -e release=<release> against the fleet's inventory."""
+    argv = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(fleet.inventory),
+            "playbooks/deploy_production.yml", "-e", f"release={release}"]
     with log_path.open("w") as log:
         # Its own session: an interrupted benchmark ends it with its forks (the finally below).
         process = subprocess.Popen(argv, cwd=ROOT, env={**env, "PAYOPS_RUN_ID": run_id}, stdout=log,
@@ -366,12 +366,12 @@ def deploy(env: dict[str, str], fleet: Fleet, release: str, run_id: str, log_pat
                     os.killpg(process.pid, signal.SIGKILL)
                     process.wait()
     if returncode != 0:
-        raise DeploymentFailed(f"ansible-playbook playbooks/deploy.yml -e release={release} on {len(fleet.hosts)} "
-                               f"hosts exited {returncode} (output: {log_path}, kept with --keep):\n"
+        raise DeploymentFailed(f"ansible-playbook playbooks/deploy_production.yml -e release={release} on "
+                               f"{len(fleet.hosts)} hosts exited {returncode} (output: {log_path}, kept with --keep):\n"
                                f"{failure_summary(log_path.read_text())}")
     wrong = [host.name for host in fleet.hosts if current_release(host) != release]
     if wrong:
-        raise DeploymentFailed(f"deploy.yml succeeded but {', '.join(wrong)} do not run {release}")
+        raise DeploymentFailed(f"deploy_production.yml succeeded but {', '.join(wrong)} do not run {release}")
 
 
 def timed(fleet: Fleet, change, *args) -> Change:
