@@ -8,7 +8,7 @@ Three ways to make the same checks (the edge's /api/health, a signed iKhokha get
 times, the database's health and backlog queries, the payment KPIs, security events and switches,
 Prometheus' targets and KPI query, Alertmanager's alerts):
 
-  concurrent   ansible-playbook playbooks/health.yml --tags health-check-all: each inventory group's
+  concurrent   ansible-playbook playbooks/health_check_all.yml: each inventory group's
                first host runs its share (free strategy), all groups at once
   sequential   the same health_checks role on localhost, one check after the other
   by hand      curl and psql, one after the other (what an operator would type)
@@ -136,8 +136,7 @@ def main() -> int:
         play.write(SEQUENTIAL_PLAY)
         play.flush()
         ways = {
-            "concurrent (health:check-all)": lambda: timed([*playbook, "playbooks/health.yml", "--tags",
-                                                            "health-check-all"], env),
+            "concurrent (health:check-all)": lambda: timed([*playbook, "playbooks/health_check_all.yml"], env),
             "sequential (same role, one host)": lambda: timed([*playbook, play.name], env),
             "by hand (curl, psql)": lambda: by_hand(sb),
         }
