@@ -83,13 +83,10 @@ class Entry:
     kind: str
     status: str
     playbook: str | None = None
-    tags: tuple[str, ...] = ()
     vars: tuple[VarSpec, ...] = ()
     schedule: str | None = None
     notes: str = ""
     extension: bool = False
-    # Variables the entry itself passes (one playbook serving several runbook commands).
-    extravars: tuple[tuple[str, Any], ...] = ()
 
     @property
     def implemented(self) -> bool:
@@ -107,7 +104,6 @@ class Entry:
             "kind": self.kind,
             "status": self.status,
             "playbook": self.playbook,
-            "tags": list(self.tags),
             "vars": {
                 spec.name: {
                     "type": spec.type,
@@ -121,7 +117,6 @@ class Entry:
             "schedule": self.schedule,
             "notes": self.notes,
             "extension": self.extension,
-            "extravars": dict(self.extravars),
         }
 
 
@@ -203,12 +198,10 @@ def load(path: Path) -> Catalog:
             raise PayopsError(f"{where}: status must be one of {', '.join(STATUSES)}")
         if item["status"] == "implemented" and not item.get("playbook"):
             raise PayopsError(f"{where}: an implemented entry needs a playbook")
-        fixed = item.get("extravars") or {}
-        if not isinstance(fixed, dict):
-            raise PayopsError(f"{where}: extravars must be a mapping")
-        tags = item.get("tags") or []
-        if isinstance(tags, str):
-            tags = [tags]
+        for retired in ("tags", "extravars"):
+            if retired in item:
+                raise PayopsError(f"{where}: `{retired}` is no longer read: a command's playbook "
+                                  f"({playbook_file(command)}) does exactly its one procedure")
         catalog.entries.append(
             Entry(
                 command=command,
@@ -218,12 +211,10 @@ def load(path: Path) -> Catalog:
                 kind=str(item["kind"]),
                 status=str(item["status"]),
                 playbook=item.get("playbook"),
-                tags=tuple(str(tag) for tag in tags),
                 vars=_parse_vars(command, item.get("vars")),
                 schedule=item.get("schedule"),
                 notes=str(item.get("notes") or ""),
                 extension=bool(item.get("extension", False)),
-                extravars=tuple(fixed.items()),
             )
         )
     return catalog

@@ -68,10 +68,6 @@ def parse_extravars(entry: Entry, items: list[str]) -> dict[str, Any]:
     for spec in entry.vars:
         if spec.name in values and not isinstance(values[spec.name], str) and spec.type == "str":
             values[spec.name] = str(values[spec.name])
-    for key, fixed in entry.extravars:
-        if key in values and values[key] != fixed:
-            raise PayopsError(f"-e {key}=...: {entry.command} sets {key}={fixed} itself")
-        values[key] = fixed
     missing = [spec for spec in entry.vars if spec.required and values.get(spec.name) in (None, "")]
     if missing:
         wanted = "; ".join(f"-e {spec.name}=... ({spec.description or spec.type})" for spec in missing)
@@ -200,8 +196,6 @@ def run(request: RunRequest, out: TextIO = sys.stdout) -> tuple[int, Path]:
     redactor = Redactor(extra_names=[spec.name for spec in entry.vars if spec.secret])
     redactor.learn_variables(request.extravars)
     cmdline = []
-    if entry.tags:
-        cmdline += ["--tags", ",".join(entry.tags)]
     if request.check:
         cmdline += ["--check", "--diff"]
     if request.limit:
