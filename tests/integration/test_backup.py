@@ -135,8 +135,9 @@ def verified(base, audit_log) -> str:
 
 
 @pytest.fixture(scope="module")
-def restored(sandbox, base, audit_log):
-    """recovery:database of the base backup into a payops_test_* database, once: (its name, the output)."""
+def restored(sandbox, base, verified, audit_log):
+    """recovery:database of the base backup into a payops_test_* database, once: (its name, the output).
+    After `verified`: without a backup_id, recovery:database takes the newest verified backup."""
     target = f"payops_test_{secrets.token_hex(3)}"
     try:
         _, output = run("recovery:database", f"backup_prefix={base.prefix}", f"target_db={target}", audit=audit_log)
