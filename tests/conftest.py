@@ -3,6 +3,11 @@
 The sandbox is brought up with the real command (`payops sandbox up`). If it was already running
 before the session, it is left running afterwards; otherwise it is brought down at the end, unless
 PAYOPS_KEEP_SANDBOX=1 (handy when running tests again and again).
+
+`clean_platform` (autouse, module scope): before each integration module that uses the sandbox, the
+three switches must be off (payops.switches) and the iKhokha simulator without faults; what a
+previous module left set is put back (faults cleared, switches lifted with `payops run
+system:recover`) and named in a warning, so that a failing module cannot poison the next one.
 """
 
 from __future__ import annotations
@@ -14,11 +19,14 @@ import shutil
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
+import requests
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -88,3 +96,48 @@ def sandbox() -> Iterator[dict]:
     yield status
     if not was_up and os.environ.get("PAYOPS_KEEP_SANDBOX") != "1":
         payops("sandbox", "down")
+
+
+SWITCHES = ("payments_stopped", "maintenance", "lockdown")
+NO_FAULTS = {"latency_ms": 0, "error_rate": 0.0, "drop_callbacks": False, "bad_callback_signature": False}
+
+
+class LeftoverStateWarning(UserWarning):
+    """A test module found the sandbox as a previous one left it (a switch on, a simulator fault)."""
+
+
+def switches_on(status: dict) -> dict[str, str | None]:
+    """The switches payops.switches has on, each with its reason."""
+    with psycopg.connect(status["postgres_dsn"], autocommit=True) as conn:
+        return dict(conn.execute("SELECT name, reason FROM payops.switches WHERE enabled ORDER BY name").fetchall())
+
+
+def simulator_faults(status: dict) -> dict:
+    return requests.get(f"{status['ikhokha_admin_url']}/faults", timeout=10).json()
+
+
+def _uses_sandbox(request: pytest.FixtureRequest) -> bool:
+    module = request.module
+    return any("sandbox" in getattr(item, "fixturenames", ()) for item in request.session.items
+               if getattr(item, "module", None) is module)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def clean_platform(request: pytest.FixtureRequest) -> None:
+    """Before an integration module that uses the sandbox: no switch on, no simulator fault."""
+    if "integration" not in Path(str(request.path)).parts or not _uses_sandbox(request):
+        return
+    status = request.getfixturevalue("sandbox")
+    where = request.node.nodeid
+    faults = simulator_faults(status)
+    if faults != NO_FAULTS:
+        requests.put(f"{status['ikhokha_admin_url']}/faults", json={}, timeout=10).raise_for_status()
+        warnings.warn(LeftoverStateWarning(f"before {where}: the iKhokha simulator had faults {faults}"
+                                           " (left by an earlier module); cleared"), stacklevel=1)
+        assert simulator_faults(status) == NO_FAULTS
+    on = switches_on(status)
+    if on:
+        payops("run", "system:recover", "-e", f"reason=tests: switches left on before {where}", timeout=600)
+        warnings.warn(LeftoverStateWarning(f"before {where}: switches {on} were on (left by an earlier module);"
+                                           " lifted with payops run system:recover"), stacklevel=1)
+        assert switches_on(status) == {}, "system:recover left a switch on"

@@ -1,6 +1,7 @@
 """Alerts: a firing alert is listed and acknowledged as an Alertmanager silence (visible in its
 API, not created twice, expired on request); an unknown alert id is a clear error; alerts that
-Prometheus fired are reviewed with their times."""
+Prometheus fired are reviewed with their times. (A `since` that does not parse: a unit test of
+parse_since, tests/unit/test_health_logic.py.)"""
 
 from __future__ import annotations
 
@@ -78,8 +79,3 @@ def test_alerts_fired_since_a_time_are_reviewed(sandbox):
     assert fired["state"] in ("degraded", "info") and "first" in fired["detail"]
     assert report["details"]["fired"] and row(report, "alerts fired")["value"][0] != "0"
 
-
-def test_a_since_that_does_not_parse_is_a_clear_error(sandbox):
-    result, _ = run("alerts:review-overnight", "since=the day before yesterday")
-    assert result.returncode != 0
-    assert "does not parse" in result.stdout

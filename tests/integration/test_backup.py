@@ -2,6 +2,11 @@
 
 Every test writes under its own key prefix (-e backup_prefix=...), so tests never see each other's
 backups, and restores go into payops_test_* databases that the tests drop.
+
+One backup:database run (module fixture `base`) makes the backup the module judges: its manifest
+and dump, its deep verification (`verified`) and its restore (`restored`), each run once. Tests
+that need a backup to damage, cut after or prune get a copy of that real dump under their own
+prefix and a new id (`copy_backup`, as a backup of another time would look), not a run of their own.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import socket
 import subprocess
 import sys
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
@@ -101,44 +107,85 @@ def newest_manifest(s3, bucket, prefix) -> dict:
     return json.loads(s3.get_object(Bucket=bucket, Key=manifests[-1])["Body"].read())
 
 
-def test_backup_verify_restore_round_trip_gives_identical_data(sandbox, s3, prefix, audit_log):
+@dataclass
+class Base:
+    prefix: str
+    backup_id: str
+    manifest: dict
+
+
+@pytest.fixture(scope="module")
+def base(sandbox, s3, audit_log) -> Base:
+    """backup:database, once, after 500 rows of text that needs care went into the database."""
+    prefix = f"test-base-{secrets.token_hex(4)}"
     with psycopg.connect(dsn(sandbox), autocommit=True) as conn:
         conn.execute("INSERT INTO public.security_events (event_type, severity, details)"
                      " SELECT 'backup-test', 'low', jsonb_build_object('n', g, 'text', repeat('é\u00fc', g % 7))"
                      " FROM generate_series(1, 500) g")
     backup_id = backup(prefix, audit_log)
-    bucket = sandbox["s3_bucket"]
-    manifest = newest_manifest(s3, bucket, f"{prefix}/local/database/")
-    assert manifest["backup_id"] == backup_id
-    assert manifest["database"]["row_counts"]["public.security_events"] >= 500
-    assert not {"extensions", "realtime", "vault"} & set(manifest["database"]["schemas"])
-    head = s3.head_object(Bucket=bucket, Key=f"{prefix}/local/database/{backup_id}/dump.zst")
-    assert head["ServerSideEncryption"] == "AES256"
-    assert head["ContentLength"] == manifest["objects"][0]["size"]
+    return Base(prefix, backup_id, newest_manifest(s3, sandbox["s3_bucket"], f"{prefix}/local/database/"))
 
-    _, output = run("backup:verify-integrity", f"backup_prefix={prefix}", "deep=true", "kinds=database",
+
+@pytest.fixture(scope="module")
+def verified(base, audit_log) -> str:
+    """backup:verify-integrity deep=true of the base backup, once: its output."""
+    _, output = run("backup:verify-integrity", f"backup_prefix={base.prefix}", "deep=true", "kinds=database",
                     audit=audit_log)
-    assert "passed" in output
-    verification = [key for key in keys(s3, bucket, prefix) if "/verification-" in key]
-    assert len(verification) == 1
-    assert json.loads(s3.get_object(Bucket=bucket, Key=verification[0])["Body"].read())["result"] == "passed"
-    # The manifest is never rewritten: one version only.
-    versions = s3.list_object_versions(Bucket=bucket, Prefix=f"{prefix}/local/database/{backup_id}/manifest.json")
-    assert len(versions["Versions"]) == 1
+    return output
 
+
+@pytest.fixture(scope="module")
+def restored(sandbox, base, verified, audit_log):
+    """recovery:database of the base backup into a payops_test_* database, once: (its name, the output).
+    After `verified`: without a backup_id, recovery:database takes the newest verified backup."""
     target = f"payops_test_{secrets.token_hex(3)}"
     try:
-        _, output = run("recovery:database", f"backup_prefix={prefix}", f"target_db={target}", audit=audit_log)
-        assert backup_id in output
-        tables = sorted(manifest["database"]["row_counts"])
-        assert table_checksums(sandbox, target, tables) == table_checksums(sandbox, None, tables)
+        _, output = run("recovery:database", f"backup_prefix={base.prefix}", f"target_db={target}", audit=audit_log)
+        yield target, output
     finally:
         drop_database(sandbox, target)
 
 
-def test_one_changed_byte_fails_verification_and_the_restore_naming_the_object(sandbox, s3, prefix, audit_log):
-    backup_id = backup(prefix, audit_log)
+def test_a_backup_writes_its_manifest_and_an_encrypted_dump(sandbox, s3, base):
+    manifest, bucket = base.manifest, sandbox["s3_bucket"]
+    assert manifest["backup_id"] == base.backup_id
+    assert manifest["database"]["row_counts"]["public.security_events"] >= 500
+    assert not {"extensions", "realtime", "vault"} & set(manifest["database"]["schemas"])
+    head = s3.head_object(Bucket=bucket, Key=f"{base.prefix}/local/database/{base.backup_id}/dump.zst")
+    assert head["ServerSideEncryption"] == "AES256"
+    assert head["ContentLength"] == manifest["objects"][0]["size"]
+
+
+def test_deep_verification_passes_records_its_verdict_and_never_rewrites_the_manifest(sandbox, s3, base, verified):
     bucket = sandbox["s3_bucket"]
+    assert "passed" in verified
+    verification = [key for key in keys(s3, bucket, base.prefix) if "/verification-" in key]
+    assert len(verification) == 1
+    assert json.loads(s3.get_object(Bucket=bucket, Key=verification[0])["Body"].read())["result"] == "passed"
+    # The manifest is never rewritten: one version only.
+    versions = s3.list_object_versions(Bucket=bucket,
+                                       Prefix=f"{base.prefix}/local/database/{base.backup_id}/manifest.json")
+    assert len(versions["Versions"]) == 1
+
+
+def test_a_restore_gives_identical_data(sandbox, base, restored):
+    target, output = restored
+    assert base.backup_id in output
+    tables = sorted(base.manifest["database"]["row_counts"])
+    assert table_checksums(sandbox, target, tables) == table_checksums(sandbox, None, tables)
+
+
+def copy_of_base(s3, bucket, base: Base, prefix: str, days_back: float = 0, label: str = "copy") -> str:
+    """The base backup's real dump and manifest under `prefix`, as a backup made days_back days ago."""
+    moment = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=days_back)
+    new_id = moment.strftime("%Y%m%dT%H%M%SZ") + f"-{label}-{secrets.token_hex(3)}"
+    copy_backup(s3, bucket, base.prefix, base.backup_id, new_id, days_back, target_prefix=prefix)
+    return new_id
+
+
+def test_one_changed_byte_fails_verification_and_the_restore_naming_the_object(sandbox, s3, base, prefix, audit_log):
+    bucket = sandbox["s3_bucket"]
+    backup_id = copy_of_base(s3, bucket, base, prefix)
     key = f"{prefix}/local/database/{backup_id}/dump.zst"
     data = bytearray(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
     data[len(data) // 2] ^= 0x01
@@ -202,8 +249,8 @@ class CuttingProxy:
                 sock.close()
 
 
-def test_an_upload_cut_midway_leaves_no_manifest_and_the_previous_backup_newest(sandbox, s3, prefix, audit_log):
-    previous = backup(prefix, audit_log)
+def test_an_upload_cut_midway_leaves_no_manifest_and_the_previous_backup_newest(sandbox, s3, base, prefix, audit_log):
+    previous = copy_of_base(s3, sandbox["s3_bucket"], base, prefix)
     proxy = CuttingProxy(int(sandbox["s3_endpoint"].rsplit(":", 1)[1]))
     try:
         code, output = run("backup:database", f"backup_prefix={prefix}",
@@ -225,10 +272,11 @@ def test_an_upload_cut_midway_leaves_no_manifest_and_the_previous_backup_newest(
     assert f"{prefix}/local/database/{previous}/manifest.json" in keys(s3, bucket, prefix)
 
 
-def copy_backup(s3, bucket, prefix, backup_id, new_id, days_back):
-    """A backup of days_back days ago: the real dump under a new id, its manifest's times moved back."""
+def copy_backup(s3, bucket, prefix, backup_id, new_id, days_back, target_prefix=None):
+    """A backup of days_back days ago: the real dump under a new id (under target_prefix, by default
+    the same prefix), its manifest's times moved back."""
     source = f"{prefix}/local/database/{backup_id}/"
-    target = f"{prefix}/local/database/{new_id}/"
+    target = f"{target_prefix or prefix}/local/database/{new_id}/"
     s3.copy_object(Bucket=bucket, Key=target + "dump.zst", CopySource={"Bucket": bucket, "Key": source + "dump.zst"})
     manifest = json.loads(s3.get_object(Bucket=bucket, Key=source + "manifest.json")["Body"].read())
     moment = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=days_back)
@@ -236,9 +284,9 @@ def copy_backup(s3, bucket, prefix, backup_id, new_id, days_back):
     s3.put_object(Bucket=bucket, Key=target + "manifest.json", Body=json.dumps(manifest).encode())
 
 
-def test_retention_never_removes_the_newest_verified_backup(sandbox, s3, prefix, audit_log):
+def test_retention_never_removes_the_newest_verified_backup(sandbox, s3, base, prefix, audit_log):
     bucket = sandbox["s3_bucket"]
-    today = backup(prefix, audit_log)
+    today = copy_of_base(s3, bucket, base, prefix)
     now = datetime.datetime.now(datetime.UTC)
     old = {}
     for days in (1, 2, 8, 40):
@@ -257,10 +305,9 @@ def test_retention_never_removes_the_newest_verified_backup(sandbox, s3, prefix,
     assert manifests == sorted([today, old[1], old[40]])
 
 
-def test_restore_into_the_live_database_without_confirm_is_refused_and_changes_nothing(sandbox, prefix, audit_log):
-    backup(prefix, audit_log)
+def test_restore_into_the_live_database_without_confirm_is_refused_and_changes_nothing(sandbox, base, audit_log):
     before = table_checksums(sandbox)
-    code, output = run("recovery:database", f"backup_prefix={prefix}", f"target_db={sandbox['postgres_db']}",
+    code, output = run("recovery:database", f"backup_prefix={base.prefix}", f"target_db={sandbox['postgres_db']}",
                        audit=audit_log, check_ok=False)
     assert code != 0
     assert "confirm=local" in output
@@ -293,8 +340,8 @@ def test_bad_input_gives_a_clear_error_and_deletes_nothing(sandbox, s3, prefix, 
     assert broken + "dump.zst" in left and broken + "manifest.json" in left
 
 
-def test_no_credential_in_the_audit_trail_or_the_run_artefacts(sandbox, audit_log):
-    """Runs after the others in this module: everything they did is in audit_log."""
+def test_no_credential_in_the_audit_trail_or_the_run_artefacts(sandbox, base, audit_log):
+    """Whatever ran before it in this module is in audit_log; the base backup at least."""
     text = audit_log.read_text()
     assert "backup:database" in text
     for secret in (sandbox["postgres_password"], sandbox["aws_secret_access_key"]):

@@ -50,6 +50,7 @@ OUTSIDER = "127.0.0.2"  # any other loopback address is a customer to nginx
 SWITCHES = ("payments_stopped", "maintenance", "lockdown")
 CALLBACK_PAYMENTS = 300
 DRILL_OPERATOR = "critical-drill"
+EDGE_ROLE = "betaskill.payops.edge"
 
 # (command, its arguments, the switches on afterwards). Switches go on in one order and come off in
 # another; payment:resume and system:recover each bring checkouts back.
@@ -602,9 +603,11 @@ def test_the_drill_is_audited_without_secrets(drill, sandbox, run_env):
         assert starts[0]["source"] == "payops"
         assert ends[0]["result"] == "successful"
         tasks = [line for line in own if line["event"] == "task" and not line.get("skipped")]
-        edge = [line for line in tasks if line["host"] == "web-1" and line["task"].startswith("edge : Edge | Turn")]
-        observed = [line for line in tasks
-                    if line["host"] == "web-1" and line["task"] == "edge : Edge | Observe the switch from outside"]
+        # The edge role's tasks, named by the role's fully qualified name since the collection.
+        edge = [line for line in tasks
+                if line["host"] == "web-1" and line["task"].startswith(f"{EDGE_ROLE} : Edge | Turn")]
+        observed = [line for line in tasks if line["host"] == "web-1"
+                    and line["task"] == f"{EDGE_ROLE} : Edge | Observe the switch from outside"]
         database = [line for line in tasks
                     if line.get("module", "").endswith("payops_switch") and "query" not in json.dumps(line["args"])]
         expected_switches = 3 if step.command == "system:recover" else 1

@@ -3,6 +3,9 @@
 A small project is laid out in a temporary folder beside the real one: the real ansible.cfg,
 plugins and roles, and a catalog of three test procedures, so that these tests do not depend on
 the sandbox or on which runbook procedures exist yet.
+
+One successful run of test:greet (module fixture `greeted`, in a project of its own) is judged by
+several tests: its progress and artefacts, the absence of every secret, and its audit trail.
 """
 
 from __future__ import annotations
@@ -97,9 +100,7 @@ FAIL = """
 """
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    root = tmp_path / "project"
+def make_project(root: Path) -> Path:
     (root / "playbooks").mkdir(parents=True)
     (root / "inventories").mkdir()
     shutil.copy(ROOT / "ansible.cfg", root / "ansible.cfg")
@@ -120,6 +121,11 @@ def project(tmp_path: Path) -> Path:
     return root
 
 
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    return make_project(tmp_path / "project")
+
+
 def payops(project: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     environment = {**os.environ, "PAYOPS_HOME": str(project), **(env or {})}
     environment.pop("PAYOPS_AUDIT_LOG", None) if env is None or "PAYOPS_AUDIT_LOG" not in env else None
@@ -138,12 +144,22 @@ def run_dir_of(result: subprocess.CompletedProcess) -> Path:
     return Path(line.split("run artefacts in", 1)[1].strip())
 
 
-def test_run_succeeds_shows_progress_and_keeps_artefacts(project, tmp_path):
-    marker = tmp_path / "marker"
+@pytest.fixture(scope="module")
+def greeted(tmp_path_factory) -> tuple[Path, Path, subprocess.CompletedProcess]:
+    """test:greet, once, by alice, with a secret token: (its project, its marker, the finished run)."""
+    base = tmp_path_factory.mktemp("greeted")
+    project = make_project(base / "project")
+    marker = base / "marker"
     result = payops(
         project, "run", "test:greet", "-i", str(project / "inventories" / "hosts.yml"),
         "-e", f"marker={marker}", "-e", "times=3", "-e", f"api_token={SECRET_TOKEN}",
+        env={"PAYOPS_OPERATOR": "alice"},
     )
+    return project, marker, result
+
+
+def test_run_succeeds_shows_progress_and_keeps_artefacts(greeted):
+    project, marker, result = greeted
     assert result.returncode == 0, result.stdout + result.stderr
     assert marker.exists()
     assert "Touch the marker" in result.stdout and "web-1" in result.stdout
@@ -156,12 +172,8 @@ def test_run_succeeds_shows_progress_and_keeps_artefacts(project, tmp_path):
     assert "hello 3 times" in (run_dir / "stdout").read_text()
 
 
-def test_no_secret_reaches_the_output_the_artefacts_or_the_audit_trail(project, tmp_path):
-    marker = tmp_path / "marker"
-    result = payops(
-        project, "run", "test:greet", "-i", str(project / "inventories" / "hosts.yml"),
-        "-e", f"marker={marker}", "-e", f"api_token={SECRET_TOKEN}",
-    )
+def test_no_secret_reaches_the_output_the_artefacts_or_the_audit_trail(greeted):
+    project, _, result = greeted
     assert result.returncode == 0, result.stdout + result.stderr
     secrets = (SECRET_PASSWORD, SECRET_TOKEN, SECRET_IN_INVENTORY, SECRET_TEMPLATED)
     places = {"stdout": result.stdout + result.stderr}
@@ -176,12 +188,8 @@ def test_no_secret_reaches_the_output_the_artefacts_or_the_audit_trail(project, 
     assert "postgresql://ops:<redacted>@db/betaskill" in places["audit"]
 
 
-def test_the_audit_trail_tells_who_did_what_and_verifies(project, tmp_path):
-    marker = tmp_path / "marker"
-    result = payops(
-        project, "run", "test:greet", "-i", str(project / "inventories" / "hosts.yml"),
-        "-e", f"marker={marker}", env={"PAYOPS_OPERATOR": "alice"},
-    )
+def test_the_audit_trail_tells_who_did_what_and_verifies(greeted):
+    project, _, result = greeted
     assert result.returncode == 0, result.stdout + result.stderr
     lines = audit_lines(project)
     start, end = lines[0], lines[-1]

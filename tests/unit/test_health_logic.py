@@ -50,6 +50,15 @@ def test_window_starts_that_do_not_parse(text):
         monitoring.parse_since(text, NOW)
 
 
+def test_a_since_that_does_not_parse_says_so_and_names_the_forms_that_do():
+    # The message alerts:review-overnight (prometheus_alert_history, alertmanager_alert_info) fails with.
+    with pytest.raises(ValueError) as refused:
+        monitoring.parse_since("the day before yesterday", NOW)
+    message = str(refused.value)
+    assert message.startswith("since='the day before yesterday' does not parse: use ")
+    assert message.endswith(monitoring.SINCE_FORMS)
+
+
 def test_percentiles_interpolate_like_percentile_cont():
     values = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
     assert monitoring.percentile(values, 0.5) == pytest.approx(5.5)
