@@ -104,7 +104,9 @@ def test_the_installed_collection_runs_a_playbook_written_outside_the_repository
     assert json.loads(doc.stdout)["betaskill.payops.payops_switch"]["doc"]["filename"].startswith(str(installed))
 
     (work / "site.yml").write_text(PLAYBOOK)
-    (work / "vars.json").write_text(json.dumps({"db": sandbox, "reason": REASON, "out": str(work / "out.json")}))
+    # The modules need psycopg and requests: this environment's Python, as a controller's own.
+    (work / "vars.json").write_text(json.dumps({"db": sandbox, "reason": REASON, "out": str(work / "out.json"),
+                                                "ansible_python_interpreter": sys.executable}))
     before = _events(sandbox)
     run = subprocess.run([str(BIN / "ansible-playbook"), "-i", "localhost,", "site.yml", "-e", "@vars.json"],
                          cwd=work, env=env, capture_output=True, text=True, timeout=300)

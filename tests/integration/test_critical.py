@@ -233,10 +233,10 @@ def payops_run(env: dict[str, str], command: str, *args: str, check: bool = True
     return run
 
 
-def playbook_run(env: dict[str, str], *extra: str) -> subprocess.CompletedProcess[str]:
-    """playbooks/switches.yml without payops: what AWX runs, with payops' own checks out of the way."""
+def playbook_run(env: dict[str, str], playbook: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    """A command's playbook without payops: what AWX runs, with payops' own checks out of the way."""
     binary = Path(sys.executable).parent / "ansible-playbook"
-    return subprocess.run([str(binary), "playbooks/switches.yml", "-i", "inventories/local", *extra], cwd=ROOT,
+    return subprocess.run([str(binary), playbook, "-i", "inventories/local", *extra], cwd=ROOT,
                           env={**env, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg")},
                           capture_output=True, text=True, timeout=900, check=False)
 
@@ -303,10 +303,18 @@ REFUSALS = {
     "lockdown confirmed for production on the local inventory": (
         "payops", ["security:lockdown", "-e", "reason=drill", "-e", "confirm=production"], "confirm=local"),
     "emergency stop without reason (payops)": ("payops", ["payment:emergency-stop"], "reason"),
+    # The playbooks check their variables in their first task, as payops run does before it starts.
     "lockdown without confirm (ansible-playbook)": (
-        "playbook", ["-e", "switch=lockdown", "-e", "switch_state=on", "-e", "reason=drill"], "confirm=local"),
+        "playbook", ["playbooks/security_lockdown.yml", "-e", "reason=drill"], "missing required arguments: confirm"),
+    "lockdown confirmed for production on the local inventory (ansible-playbook)": (
+        "playbook", ["playbooks/security_lockdown.yml", "-e", "reason=drill", "-e", "confirm=production"],
+        "confirm=local"),
     "emergency stop without reason (ansible-playbook)": (
-        "playbook", ["-e", "switch=payments_stopped", "-e", "switch_state=on"], "needs a reason"),
+        "playbook", ["playbooks/payment_emergency_stop.yml"], "missing required arguments: reason"),
+    "emergency stop with an empty reason (ansible-playbook)": (
+        "playbook", ["playbooks/payment_emergency_stop.yml", "-e", "reason="], "needs a reason"),
+    "payment:resume told to lift lockdown instead (ansible-playbook)": (
+        "playbook", ["playbooks/payment_resume.yml", "-e", "switch=lockdown"], "sets switch and switch_state itself"),
 }
 
 

@@ -36,8 +36,7 @@ commands:
     purpose: "Greets and touches a marker file."
     kind: mutating
     status: implemented
-    playbook: playbooks/greet.yml
-    tags: [greet]
+    playbook: playbooks/test_greet.yml
     vars:
       times: {type: int, description: how often}
       marker: {type: str, required: true, description: the file to touch}
@@ -48,7 +47,7 @@ commands:
     purpose: "Fails on purpose."
     kind: read-only
     status: implemented
-    playbook: playbooks/fail.yml
+    playbook: playbooks/test_fail.yml
   - command: "test:later"
     runbook: "npm run test:later"
     section: "Tests"
@@ -64,21 +63,17 @@ GREET = """
   roles:
     - role: betaskill.payops.preflight
       preflight_kind: mutating
-      tags: [always]
   tasks:
     - name: Say hello with the password inside a URL
       ansible.builtin.debug:
         msg: "hello {{ times | default(1) }} times via postgresql://ops:{{ db_password }}@db/betaskill"
-      tags: [greet]
     - name: Mention a value that is secret only through a template
       ansible.builtin.debug:
         msg: "the token is {{ plain_looking_value }}"
-      tags: [greet]
     - name: Use the token where it must not show
       ansible.builtin.command: echo {{ api_token | default('none') }} {{ inventory_password }}
       changed_when: false
       no_log: true
-      tags: [greet]
     - name: Touch the marker
       ansible.builtin.file:
         path: "{{ marker }}"
@@ -86,7 +81,6 @@ GREET = """
         mode: "0644"
         modification_time: preserve
         access_time: preserve
-      tags: [greet]
 """
 
 FAIL = """
@@ -107,8 +101,8 @@ def make_project(root: Path) -> Path:
     for name in ("plugins", "roles"):
         (root / name).symlink_to(ROOT / name)
     (root / "runbook.yml").write_text(CATALOG)
-    (root / "playbooks" / "greet.yml").write_text(GREET)
-    (root / "playbooks" / "fail.yml").write_text(FAIL)
+    (root / "playbooks" / "test_greet.yml").write_text(GREET)
+    (root / "playbooks" / "test_fail.yml").write_text(FAIL)
     (root / "inventories" / "hosts.yml").write_text(
         "all:\n  hosts:\n    web-1:\n      ansible_connection: local\n"
         "      ansible_python_interpreter: '{{ ansible_playbook_python }}'\n"
@@ -212,14 +206,14 @@ def test_plain_ansible_playbook_is_audited_as_such(project, tmp_path):
     for name in ("PAYOPS_COMMAND", "PAYOPS_SOURCE", "PAYOPS_RUN_ID", "PAYOPS_OPERATOR", "PAYOPS_AUDIT_LOG"):
         env.pop(name, None)
     result = subprocess.run(
-        [str(Path(sys.executable).with_name("ansible-playbook")), "playbooks/greet.yml",
+        [str(Path(sys.executable).with_name("ansible-playbook")), "playbooks/test_greet.yml",
          "-i", "inventories/hosts.yml", "-e", f"marker={marker}"],
         cwd=project, env=env, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     start = audit_lines(project)[0]
     assert start["source"] == "ansible-playbook" and start["command"] is None
-    assert start["playbook"] == "playbooks/greet.yml"
+    assert start["playbook"] == "playbooks/test_greet.yml"
 
 
 def test_awx_job_variables_mark_the_source(project, tmp_path):
