@@ -14,7 +14,6 @@ import signal
 import socket
 import sys
 import tempfile
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -153,13 +152,12 @@ def test_prometheus_scrapes_the_app_and_alertmanager_is_ready(sandbox):
 # ------------------------------------------------------------------------ idempotence, recovery
 def test_up_twice_reuses_the_same_processes(sandbox):
     before = {name: s["pid"] for name, s in sandbox_status()["services"].items()}
-    started = time.monotonic()
     result = payops("sandbox", "up")
-    elapsed = time.monotonic() - started
     after = {name: s["pid"] for name, s in sandbox_status()["services"].items()}
     assert after == before
     assert "started: nothing" in result.stdout
-    assert elapsed < 20, f"a warm `up` took {elapsed:.1f} s"
+    # No time limit here (benchmarks/ measure; a test never gates on a time): reuse is the effect.
+    assert "reused: " in result.stdout and "reused: nothing" not in result.stdout
 
 
 def test_up_restarts_a_crashed_service(sandbox):
