@@ -16,11 +16,14 @@ from health_helpers import row, run, wait_for
 pytestmark = pytest.mark.sandbox
 
 
-def post_alert(alertmanager: str, name: str) -> None:
+def post_alert(alertmanager: str, name: str, resolved: bool = False) -> None:
+    """Fire an alert for ten minutes, or resolve it (an end time now): a test leaves none firing,
+    or the next module's "no new alert" checks would see it."""
     now = datetime.now(UTC)
+    ends = now if resolved else now + timedelta(minutes=10)
     alert = {"labels": {"alertname": name, "severity": "critical", "source": "payops-tests"},
              "annotations": {"summary": "posted by the alerts test"},
-             "startsAt": now.isoformat(), "endsAt": (now + timedelta(minutes=10)).isoformat()}
+             "startsAt": (now - timedelta(minutes=1)).isoformat(), "endsAt": ends.isoformat()}
     requests.post(f"{alertmanager}/api/v2/alerts", json=[alert], timeout=5).raise_for_status()
 
 
@@ -34,6 +37,13 @@ def test_a_firing_alert_is_acknowledged_as_a_silence(sandbox):
     alertmanager = sandbox["alertmanager_url"]
     name = f"PayopsTest{secrets.token_hex(3)}"
     post_alert(alertmanager, name)
+    try:
+        _acknowledge_and_take_back(alertmanager, name)
+    finally:
+        post_alert(alertmanager, name, resolved=True)
+
+
+def _acknowledge_and_take_back(alertmanager: str, name: str) -> None:
     alerts = wait_for(f"{name} in Alertmanager", lambda: [
         a for a in requests.get(f"{alertmanager}/api/v2/alerts", timeout=5).json()
         if a["labels"]["alertname"] == name])
