@@ -186,6 +186,38 @@ def route_rows(result: list[dict[str, Any]], max_seconds: float) -> list[dict[st
     return sorted(rows, key=lambda row: row["component"])
 
 
+def _measured(value: Any) -> float | None:
+    number = _num(value)
+    return None if number is None or number != number else number  # NaN: Prometheus had no samples
+
+
+def api_rows(kpi: dict[str, Any], answered: bool, error_rate_max: float, response_time_max_seconds: float,
+             detail: str = "") -> list[dict[str, Any]]:
+    """The API's KPIs from Prometheus (error_rate, p95, mean, uptime, requests) as verdict rows: the one
+    place the error rate and response time targets are judged."""
+    kpi = kpi or {}
+    error_rate, p95 = _measured(kpi.get("error_rate")), _measured(kpi.get("p95"))
+    uptime = _num(kpi.get("uptime"))
+
+    def state(value: float | None, limit: float) -> str:
+        if not answered or value is None:
+            return "unknown"
+        return "healthy" if value < float(limit) else "degraded"
+
+    return [
+        {"component": "http error rate", "state": state(error_rate, error_rate_max),
+         "value": "no data" if error_rate is None else
+                  f"{round(error_rate * 100, 2)} % of {round(_num(kpi.get('requests')) or 0)} req",
+         "target": f"< {error_rate_max * 100} %", "detail": detail},
+        {"component": "response time p95", "state": state(p95, response_time_max_seconds),
+         "value": "no data" if p95 is None else
+                  f"{round(p95, 3)} s (mean {round(_num(kpi.get('mean')) or 0.0, 3)} s)",
+         "target": f"< {response_time_max_seconds} s"},
+        {"component": "uptime (app scrape)", "state": "info",
+         "value": f"{round(uptime * 100, 2)} %" if uptime is not None else "no data", "target": "-"},
+    ]
+
+
 def top_processes(host: dict[str, Any], limit: int = 10) -> list[dict[str, Any]]:
     """`ps -eo pid,pcpu,pmem,rss,etimes,comm` lines of a host's registered result as records."""
     lines = ((host or {}).get("resources_processes") or {}).get("stdout_lines") or []
@@ -228,6 +260,7 @@ class FilterModule:
             "severity_rows": severity_rows,
             "top_processes": top_processes,
             "route_rows": route_rows,
+            "api_rows": api_rows,
             "disk_use": disk_use,
             "query_row": query_row,
             "alert_row": alert_row,

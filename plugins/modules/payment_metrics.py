@@ -143,6 +143,18 @@ revenue:
   returned: when reachable
   type: dict
   sample: {ZAR: 2097900}
+rows:
+  description:
+    - The verdicts, one per KPI, in the report role's row shape (component, state, value, target and
+      sometimes detail), judged against the thresholds given; hand them to the report as they are.
+    - Only the success rate row (state C(down)) when the database cannot be reached.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - {component: payment success rate, state: healthy, value: "97.6 % (41/42)", target: "> 95.0 %",
+       detail: "42 payments: 41 completed, 1 failed, 0 pending; success 97.6 %"}
+    - {component: pending payments (old), state: healthy, value: "0 older than 30 min", target: "0"}
 """
 
 from datetime import timedelta, UTC
@@ -176,6 +188,57 @@ def window_bounds(params):
     return start.astimezone(UTC), now.astimezone(UTC)
 
 
+def number(value):
+    """A threshold as an operator wrote it: 300, not 300.0; 0.5 stays 0.5."""
+    return f"{value:g}" if float(value).is_integer() else str(value)
+
+
+def truncate(text, length=200, end="..."):
+    """Jinja's truncate: a little over the length is kept, else cut at a word and marked."""
+    if len(text) <= length + 5:
+        return text
+    return text[: length - len(end)].rsplit(" ", 1)[0] + end
+
+
+def success_rate_target(params):
+    return f"> {params['success_rate_min'] * 100} %"
+
+
+def down_rows(params, message):
+    return [{"component": "payment success rate", "state": "down", "value": "no answer",
+             "target": success_rate_target(params), "detail": truncate(message)}]
+
+
+def verdict_rows(params, breached, counts, success_rate, gateway_error_rate, reasons, latency, pending_old, revenue,
+                 message):
+    """One row per KPI, its state taken from the judgement made once in main()."""
+    finished = counts["completed"] + counts["failed"]
+    if success_rate is None:
+        rate_state, rate_value = "info", "no finished payments"
+    else:
+        rate_state = "degraded" if breached["success_rate"] else "healthy"
+        rate_value = f"{round(success_rate * 100, 1)} % ({counts['completed']}/{finished})"
+    categories = list(dict.fromkeys(reason["category"] for reason in reasons))
+    p95 = latency["p95"]
+    return [
+        {"component": "payment success rate", "state": rate_state, "value": rate_value,
+         "target": success_rate_target(params), "detail": message},
+        {"component": "payment gateway errors",
+         "state": "degraded" if breached["gateway_errors"] else "healthy",
+         "value": f"{round(round(gateway_error_rate, 4) * 100, 1)} % of checkouts",
+         "target": f"< {params['error_rate_max'] * 100} %", "detail": ", ".join(str(c) for c in categories)},
+        {"component": "callback latency p95",
+         "state": "info" if p95 is None else ("degraded" if breached["latency"] else "healthy"),
+         "value": "-" if p95 is None else f"{p95} s (p50 {latency['p50']} s)",
+         "target": f"< {number(params['latency_p95_max_seconds'])} s"},
+        {"component": "pending payments (old)", "state": "degraded" if breached["pending"] else "healthy",
+         "value": f"{pending_old['count']} older than {params['pending_max_minutes']} min", "target": "0"},
+        {"component": "payment revenue", "state": "info",
+         "value": ", ".join(f"{currency} {int(cents or 0) / 100:.2f}" for currency, cents in revenue.items()) or "0",
+         "target": "-"},
+    ]
+
+
 def main():
     argument_spec = db_argument_spec()
     argument_spec.update(
@@ -198,7 +261,8 @@ def main():
 
     conn, error = connect_or_error(module, autocommit=True, application_name="payops payment_metrics")
     if conn is None:
-        module.exit_json(changed=False, state="down", message=error, findings=[error])
+        module.exit_json(changed=False, state="down", message=error, findings=[error],
+                         rows=down_rows(params, error))
     window = {"start": start, "end": end}
     try:
         with conn.cursor() as cur:
@@ -238,9 +302,9 @@ def main():
                         " GROUP BY currency", window)
             revenue = {row["currency"]: row["cents"] for row in cur.fetchall()}
     except psycopg.Error as exc:
-        module.exit_json(changed=False, state="down",
-                         message=f"payment queries on {describe(params)} failed: {first_line(exc)}",
-                         findings=[first_line(exc)])
+        error = f"payment queries on {describe(params)} failed: {first_line(exc)}"
+        module.exit_json(changed=False, state="down", message=error, findings=[first_line(exc)],
+                         rows=down_rows(params, error))
     finally:
         conn.close()
 
@@ -253,17 +317,25 @@ def main():
         latency[name] = round(value, 3) if value is not None else None
     latency["max"] = round(max(latencies), 3) if latencies else None
 
+    # Each threshold is judged here once; the findings, the state and the rows all read these.
+    breached = {
+        "success_rate": (success_rate is not None and finished >= params["min_finished"]
+                         and success_rate < params["success_rate_min"]),
+        "gateway_errors": gateway_error_rate > params["error_rate_max"],
+        "latency": latency["p95"] is not None and latency["p95"] > params["latency_p95_max_seconds"],
+        "pending": bool(pending_old["count"]),
+    }
     findings = []
-    if success_rate is not None and finished >= params["min_finished"] and success_rate < params["success_rate_min"]:
+    if breached["success_rate"]:
         findings.append(f"success rate {success_rate * 100:.1f} % ({counts['completed']} of {finished}) is under "
                         f"{params['success_rate_min'] * 100:g} %")
-    if gateway_error_rate > params["error_rate_max"]:
+    if breached["gateway_errors"]:
         findings.append(f"gateway errors on {gateway_error_rate * 100:.1f} % of checkouts (over "
                         f"{params['error_rate_max'] * 100:g} %)")
-    if latency["p95"] is not None and latency["p95"] > params["latency_p95_max_seconds"]:
+    if breached["latency"]:
         findings.append(f"p95 checkout-to-callback latency {latency['p95']:g} s is over "
                         f"{params['latency_p95_max_seconds']:g} s")
-    if pending_old["count"]:
+    if breached["pending"]:
         findings.append(f"{pending_old['count']} payments pending for more than {params['pending_max_minutes']} min")
 
     rate_text = f"{success_rate * 100:.1f} %" if success_rate is not None else "n/a (no finished payments)"
@@ -278,6 +350,8 @@ def main():
         success_rate_percent=round(success_rate * 100, 1) if success_rate is not None else None,
         gateway_error_rate=round(gateway_error_rate, 4), failure_reasons=reasons,
         callback_latency_seconds=latency, pending_old=pending_old, revenue=revenue,
+        rows=verdict_rows(params, breached, counts, success_rate, gateway_error_rate, reasons, latency,
+                          pending_old, revenue, message),
     )
 
 

@@ -136,6 +136,18 @@ webhook_backlog:
   returned: when reachable
   type: dict
   sample: {count: 0, oldest_seconds: null, minutes: 5}
+rows:
+  description:
+    - The verdicts in the report role's row shape (component, state, value, target, detail) - the
+      database, and the webhook backlog when it was measured - judged here against the thresholds
+      given; hand them to the report as they are.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - {component: database, state: healthy, value: "7/100 conn, 3 ms", target: "reachable, < 60 s queries",
+       detail: ""}
+    - {component: webhook backlog, state: healthy, value: "0 waiting > 5 min", target: "0"}
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -158,6 +170,29 @@ SELECT pid, usename AS user, application_name AS application, state, wait_event_
 """
 
 
+def number(value):
+    """A threshold as an operator wrote it: 60, not 60.0; 0.5 stays 0.5."""
+    return f"{value:g}" if float(value).is_integer() else str(value)
+
+
+def truncate(text, length=200, end="..."):
+    """Jinja's truncate: a little over the length is kept, else cut at a word and marked."""
+    if len(text) <= length + 5:
+        return text
+    return text[: length - len(end)].rsplit(" ", 1)[0] + end
+
+
+def verdict_rows(params, state, findings, value, backlog=None):
+    """The database's row, and the webhook backlog's when it was counted; states as judged in main()."""
+    rows = [{"component": "database", "state": state, "value": value,
+             "target": f"reachable, < {number(params['long_query_seconds'])} s queries",
+             "detail": truncate("; ".join(findings))}]
+    if backlog is not None and backlog.get("count") is not None:
+        rows.append({"component": "webhook backlog", "state": "degraded" if backlog["count"] else "healthy",
+                     "value": f"{backlog['count']} waiting > {params['backlog_minutes']} min", "target": "0"})
+    return rows
+
+
 def main():
     argument_spec = db_argument_spec()
     argument_spec.update(
@@ -176,7 +211,7 @@ def main():
         if params["fail_on_unreachable"]:
             module.fail_json(msg=error, state="down", reachable=False, findings=[error])
         module.exit_json(changed=False, state="down", reachable=False, message=error, findings=[error],
-                         database=describe(params))
+                         database=describe(params), rows=verdict_rows(params, "down", [error], "unreachable"))
 
     findings = []
     try:
@@ -215,7 +250,8 @@ def main():
     except psycopg.Error as exc:
         module.exit_json(changed=False, state="down", reachable=True,
                          message=f"the database {describe(params)} answered the connection but not the "
-                                 f"health queries: {first_line(exc)}", findings=[first_line(exc)])
+                                 f"health queries: {first_line(exc)}", findings=[first_line(exc)],
+                         rows=verdict_rows(params, "down", [first_line(exc)], "queries failed"))
     finally:
         conn.close()
 
@@ -250,16 +286,18 @@ def main():
         findings.append(f"webhook backlog: {backlog['count']} payments pending for more than "
                         f"{params['backlog_minutes']} min")
 
+    state = "degraded" if findings else "healthy"
+    value = f"{used}/{server['max_connections']} conn, {round(conn.payops_connect_ms)} ms"
     version = server["version"].split()[0]
     message = (f"PostgreSQL {version}, connect {conn.payops_connect_ms:g} ms, {used}/{server['max_connections']} "
                f"connections, {server['size'] // (1024 * 1024)} MB")
     message += "; " + "; ".join(findings) if findings else ", no long-running or blocked queries"
     module.exit_json(
-        changed=False, state="degraded" if findings else "healthy", reachable=True, message=message,
+        changed=False, state=state, reachable=True, message=message,
         findings=findings, connect_ms=conn.payops_connect_ms, server_version=version, connections=connections,
         long_running_queries=long_running, blocked_queries=blocked, database_size_bytes=server["size"],
         cache_hit_ratio=round(ratio, 4) if ratio is not None else None, replication_slots=slots,
-        webhook_backlog=backlog,
+        webhook_backlog=backlog, rows=verdict_rows(params, state, findings, value, backlog),
     )
 
 
