@@ -5,7 +5,7 @@ from __future__ import annotations
 
 
 class ModuleDocFragment:
-    # The options of plugins/module_utils/payops_backup.py:upload_argument_spec().
+    # The options of plugins/module_utils/payops_backup_stream.py:upload_argument_spec().
     DOCUMENTATION = r"""
 options:
   compression_threads:

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
+
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_time import parse_time
 
 # The settings validate:production-config requires: (name, kind, secret). The kinds are judged by
 # _problem(); a secret's value is never shown, only whether it is there.
@@ -300,19 +301,6 @@ def disk_rows(hosts: list[str], rows: list[Any]) -> list[dict[str, Any]]:
 
 
 # --- after a deployment -------------------------------------------------------------------------
-
-def parse_time(text: Any) -> datetime | None:
-    """An ISO 8601 time (Alertmanager's nanoseconds, 'Z', or naive UTC as Ansible's now() writes
-    it) as an aware datetime; None when empty or unreadable."""
-    if not text:
-        return None
-    value = re.sub(r"(\.\d{6})\d+", r"\1", str(text).strip().replace(" ", "T").replace("Z", "+00:00"))
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
 
 def _matches(labels: dict[str, Any], before: dict[str, Any]) -> bool:
     """An alert now is the one that fired before when it has the same name and every label the

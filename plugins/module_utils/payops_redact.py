@@ -146,3 +146,27 @@ def redact(value, secret_values=(), extra_names=(), drop=False, path=""):
     redactor = Redactor(extra_names=extra_names)
     redactor.values.update(secret_values)
     return redactor.redact(value, drop=drop, path=path)
+
+
+def fill_redacted(backed_up, current):
+    """The backed-up JSON value with each REDACTED placeholder taken from the current one at the same
+    place; (value, [places that could not be filled])."""
+    missing = []
+
+    def walk(item, live, where):
+        if item == REDACTED:
+            if live is None or live == REDACTED:
+                missing.append(where or "(the whole file)")
+                return item
+            return live
+        if isinstance(item, dict):
+            live = live if isinstance(live, dict) else {}
+            return {key: walk(inner, live.get(key), f"{where}.{key}" if where else str(key))
+                    for key, inner in item.items()}
+        if isinstance(item, list):
+            live = live if isinstance(live, list) else []
+            return [walk(inner, live[index] if index < len(live) else None, f"{where}[{index}]")
+                    for index, inner in enumerate(item)]
+        return item
+
+    return walk(backed_up, current, ""), missing

@@ -99,7 +99,9 @@ from ansible_collections.betaskill.payops.plugins.module_utils.payops_monitoring
     MonitoringError,
     alertmanager_argument_spec,
     http_json,
-    iso,
+)
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_time import (
+    iso_seconds,
     parse_since,
     parse_time,
 )
@@ -175,7 +177,7 @@ def main():
     result = dict(changed=False, alerts=alerts, count=len(alerts),
                   firing=sum(1 for a in alerts if a["state"] == "active"))
     if start is not None:
-        result["since"] = iso(start)
+        result["since"] = iso_seconds(start)
     module.exit_json(**result)
 
 

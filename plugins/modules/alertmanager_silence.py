@@ -137,7 +137,9 @@ from ansible_collections.betaskill.payops.plugins.module_utils.payops_monitoring
     MonitoringError,
     alertmanager_argument_spec,
     http_json,
-    iso,
+)
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_time import (
+    iso_seconds,
     local_now,
     parse_duration,
     parse_time,
@@ -254,7 +256,7 @@ def main():
         module.exit_json(**result)
 
     ends = now + timedelta(seconds=seconds)
-    result["ends_at"] = iso(ends)
+    result["ends_at"] = iso_seconds(ends)
     described = ", ".join(f"{m['name']}{'=' if m['isEqual'] else '!='}{'~' if m['isRegex'] else ''}{m['value']}"
                           for m in matchers)
     same = [s for s in active if normalise(s.get("matchers") or []) == matchers
@@ -265,18 +267,18 @@ def main():
         result.update(silence_id=lasting[0]["id"], ends_at=lasting[0]["endsAt"],
                       msg=f"silence {lasting[0]['id']} for {described} is already active until {lasting[0]['endsAt']}")
         module.exit_json(**result)
-    body = {"matchers": matchers, "startsAt": iso(now), "endsAt": iso(ends), "createdBy": params["created_by"],
-            "comment": params["comment"]}
+    body = {"matchers": matchers, "startsAt": iso_seconds(now), "endsAt": iso_seconds(ends),
+            "createdBy": params["created_by"], "comment": params["comment"]}
     if same:
         body["id"] = same[0]["id"]  # Alertmanager replaces it: the same acknowledgement, extended
     result["changed"] = True
     if module.check_mode:
-        result["msg"] = f"would {'extend' if same else 'create'} a silence for {described} until {iso(ends)}"
+        result["msg"] = f"would {'extend' if same else 'create'} a silence for {described} until {iso_seconds(ends)}"
         module.exit_json(**result)
     answer = api.call("POST", "/silences", payload=body)
     result["silence_id"] = (answer or {}).get("silenceID")
     result["msg"] = (f"{'extended' if same else 'created'} silence {result['silence_id']} for {described} "
-                     f"until {iso(ends)} ({len(selected)} alert(s) held)")
+                     f"until {iso_seconds(ends)} ({len(selected)} alert(s) held)")
     module.exit_json(**result)
 
 

@@ -102,17 +102,18 @@ import subprocess
 import tarfile
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.betaskill.payops.plugins.module_utils.payops_backup import (
-    BackupError,
-    fill_redacted,
-    find_backup,
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_backup_catalog import (
     is_verified,
     load_backups,
-    newest,
-    object_problems,
+    select_backup,
+)
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_backup_layout import BackupError
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_backup_manifest import object_problems
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_backup_stream import (
     safe_member_name,
     stream_object,
 )
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_redact import fill_redacted
 from ansible_collections.betaskill.payops.plugins.module_utils.payops_s3 import (
     is_s3_error,
     s3_argument_spec,
@@ -121,16 +122,9 @@ from ansible_collections.betaskill.payops.plugins.module_utils.payops_s3 import 
 )
 
 
-def choose(entries, backup_id):
-    if backup_id:
-        entry = find_backup(entries, backup_id)
-        if entry["state"] != "complete":
-            raise BackupError(f"backup {backup_id} is {entry['state']}: {entry.get('error') or 'it has no manifest'}")
-        return entry
-    entry = newest(entries, verified=True) or newest(entries)
-    if entry is None:
-        raise BackupError("there is no complete backup of this kind")
-    return entry
+def choose(entries, kind, backup_id):
+    """O(backup_id), else the newest verified backup, else the newest complete one."""
+    return select_backup(entries, kind, backup_id=backup_id, prefer_verified=True)
 
 
 class Stager:
@@ -241,7 +235,7 @@ def main():
     try:
         entries = load_backups(client, params["bucket"], params["prefix"], params["environment"], params["kind"],
                                attempts=params["retries"])
-        entry = choose(entries, params["backup_id"])
+        entry = choose(entries, params["kind"], params["backup_id"])
         manifest = entry["manifest"]
         result.update(backup_id=entry["backup_id"], verified=is_verified(entry), started_at=manifest["started_at"],
                       hosts=sorted(manifest.get("hosts", {})))

@@ -100,16 +100,13 @@ uploads_aborted:
 import datetime
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.betaskill.payops.plugins.module_utils.payops_backup import (
-    KINDS,
-    MANIFEST,
-    kind_prefix,
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_backup_catalog import (
     list_multipart_uploads,
     load_backups,
-    parse_time,
-    retention_plan,
-    utcnow,
 )
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_backup_layout import KINDS, MANIFEST, kind_prefix
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_backup_retention import retention_plan
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_time import parse_time_strict, utcnow
 from ansible_collections.betaskill.payops.plugins.module_utils.payops_s3 import (
     is_s3_error,
     s3_argument_spec,
@@ -181,7 +178,7 @@ def main():
                     result["changed"] = True
             if params["cleanup_incomplete"]:
                 stale = [entry for entry in entries if entry["state"] == "incomplete" and all(
-                    parse_time(obj["last_modified"]) < cutoff for obj in entry["objects"].values())]
+                    parse_time_strict(obj["last_modified"]) < cutoff for obj in entry["objects"].values())]
                 result["incomplete_removed"][kind] = [entry["backup_id"] for entry in stale]
                 for entry in stale:
                     if not module.check_mode:
@@ -191,7 +188,7 @@ def main():
                                                  kind_prefix(params["prefix"], params["environment"], kind),
                                                  attempts=params["retries"])
                 for upload in uploads:
-                    if parse_time(upload["initiated"]) >= cutoff:
+                    if parse_time_strict(upload["initiated"]) >= cutoff:
                         continue
                     if not module.check_mode:
                         with_retries(client.abort_multipart_upload, attempts=params["retries"],

@@ -114,31 +114,28 @@ import json
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.betaskill.payops.plugins.module_utils.payops_backup import (
-    KINDS,
-    BackupError,
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_backup_catalog import (
+    ANY_STATE,
+    WITH_MANIFEST,
+    load_backups,
+    select_backup,
+)
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_backup_layout import KINDS, BackupError, stamp
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_backup_manifest import object_problems
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_backup_restore import (
     compare_counts,
     connect_to,
     create_database,
     drop_scratch_database,
-    find_backup,
-    find_tool,
-    iso,
     listing_problems,
-    load_backups,
-    object_problems,
-    parse_time,
-    pg_env,
     pipe_object,
     pipe_problem,
-    put_small,
     restore_command,
-    row_counts,
     scratch_name,
-    stamp,
-    stream_object,
-    utcnow,
 )
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_backup_stream import put_small, stream_object
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_pgtools import find_tool, pg_env, row_counts
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_time import iso, parse_time_strict, utcnow
 from ansible_collections.betaskill.payops.plugins.module_utils.payops_db import (
     connect,
     db_argument_spec,
@@ -214,7 +211,7 @@ class Verifier:
                 self.deep(entry, manifest, verdict)
                 verdict["rto_seconds"] = round(checksum_seconds + verdict.get("restore_seconds", 0)
                                                + verdict.get("count_seconds", 0), 3)
-        verdict["data_age_seconds"] = round((utcnow() - parse_time(manifest["started_at"])).total_seconds())
+        verdict["data_age_seconds"] = round((utcnow() - parse_time_strict(manifest["started_at"])).total_seconds())
         return self.finish(entry, verdict, started, record=True)
 
     def deep(self, entry, manifest, verdict):
@@ -294,7 +291,9 @@ def main():
             if params["backup_ids"]:
                 wanted = [entry for entry in entries if entry["backup_id"] in params["backup_ids"]]
             elif params["select"] == "newest":
-                wanted = [entry for entry in entries if entry["state"] != "incomplete"][:1]
+                # An unreadable manifest is the newest backup's failure to report, not a reason to skip it.
+                newest = select_backup(entries, kind, states=WITH_MANIFEST, required=False)
+                wanted = [newest] if newest else []
             else:
                 wanted = [entry for entry in entries if entry["state"] != "incomplete"]
             for entry in wanted:
@@ -306,7 +305,7 @@ def main():
                 for kind in params["kinds"]:
                     entries += load_backups(client, params["bucket"], params["prefix"], params["environment"], kind,
                                             attempts=params["retries"], with_verifications=False)
-                find_backup(entries, backup_id)
+                select_backup(entries, "/".join(params["kinds"]), backup_id=backup_id, states=ANY_STATE)
     except BackupError as exc:
         module.fail_json(msg=str(exc), backups=verdicts)
     except psycopg.Error as exc:

@@ -145,26 +145,32 @@ import tarfile
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.betaskill.payops.plugins.module_utils.payops_backup import (
-    UPLOAD_REQUIRED_IF,
-    check_upload_params,
-    upload_argument_spec,
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_backup_layout import (
     MANIFEST,
     BackupError,
-    MultipartWriter,
     backup_prefix,
-    base_manifest,
-    is_secret_name,
-    manifest_bytes,
     new_backup_id,
-    put_small,
-    redact,
-    safe_member_name,
-    secret_values_of,
-    tool_version,
-    upload_compressed,
-    utcnow,
 )
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_backup_manifest import (
+    base_manifest,
+    manifest_bytes,
+)
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_backup_stream import (
+    UPLOAD_REQUIRED_IF,
+    MultipartWriter,
+    check_upload_params,
+    put_small,
+    safe_member_name,
+    upload_argument_spec,
+    upload_compressed,
+)
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_pgtools import tool_version
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_redact import (
+    is_secret_name,
+    redact,
+    secret_values_of,
+)
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_time import utcnow
 from ansible_collections.betaskill.payops.plugins.module_utils.payops_s3 import (
     describe_bucket,
     is_s3_error,

@@ -168,11 +168,13 @@ from ansible_collections.betaskill.payops.plugins.module_utils.payops_db import 
     psycopg,
 )
 from ansible_collections.betaskill.payops.plugins.module_utils.payops_monitoring import (
-    iso,
+    percentile,
+)
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_time import (
+    iso_seconds,
     local_now,
     parse_duration,
     parse_since,
-    percentile,
 )
 
 # Latencies are only computed over the newest rows: enough for percentiles, bounded for the controller.
@@ -345,7 +347,8 @@ def main():
         message += f"; p95 callback {latency['p95']:g} s"
     module.exit_json(
         changed=False, state="degraded" if findings else "healthy", message=message, findings=findings,
-        since=iso(start), until=iso(end), window_seconds=int((end - start).total_seconds()), counts=counts,
+        since=iso_seconds(start), until=iso_seconds(end), window_seconds=int((end - start).total_seconds()),
+        counts=counts,
         success_rate=round(success_rate, 4) if success_rate is not None else None,
         success_rate_percent=round(success_rate * 100, 1) if success_rate is not None else None,
         gateway_error_rate=round(gateway_error_rate, 4), failure_reasons=reasons,

@@ -86,11 +86,13 @@ from datetime import datetime, UTC
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.betaskill.payops.plugins.module_utils.payops_monitoring import (
     MonitoringError,
-    iso,
-    local_now,
-    parse_since,
     prometheus_argument_spec,
     prometheus_query,
+)
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_time import (
+    iso_seconds,
+    local_now,
+    parse_since,
 )
 
 
@@ -122,14 +124,14 @@ def main():
         last = datetime.fromtimestamp(max(stamps), UTC)
         alerts.append({
             "alertname": labels.get("alertname"), "severity": labels.get("severity"),
-            "first_seen": iso(first), "last_seen": iso(last),
+            "first_seen": iso_seconds(first), "last_seen": iso_seconds(last),
             # Each sample stands for one step of firing.
             "firing_seconds": int(len(stamps) * step),
             "firing_now": now.timestamp() - max(stamps) <= 2 * step + 1,
             "labels": labels,
         })
     alerts.sort(key=lambda a: a["first_seen"])
-    module.exit_json(changed=False, since=iso(start), until=iso(now), alerts=alerts, count=len(alerts),
+    module.exit_json(changed=False, since=iso_seconds(start), until=iso_seconds(now), alerts=alerts, count=len(alerts),
                      still_firing=sum(1 for a in alerts if a["firing_now"]), step_seconds=step)
 
 

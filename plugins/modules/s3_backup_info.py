@@ -82,17 +82,15 @@ rows:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.betaskill.payops.plugins.module_utils.payops_backup import (
-    KINDS,
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_backup_catalog import (
     is_verified,
-    kind_prefix,
     list_multipart_uploads,
     load_backups,
-    newest,
-    parse_time,
-    retention_plan,
-    utcnow,
+    select_backup,
 )
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_backup_layout import KINDS, kind_prefix
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_backup_retention import retention_plan
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_time import parse_time_strict, utcnow
 from ansible_collections.betaskill.payops.plugins.module_utils.payops_s3 import (
     is_s3_error,
     s3_argument_spec,
@@ -123,8 +121,8 @@ def kind_state(module, client, kind):
                            attempts=params["retries"])
     uploads = list_multipart_uploads(client, params["bucket"], kind_prefix(params["prefix"], params["environment"],
                                                                            kind), attempts=params["retries"])
-    latest = newest(entries)
-    verified = newest(entries, verified=True)
+    latest = select_backup(entries, kind, required=False)
+    verified = select_backup(entries, kind, verified_only=True, required=False)
     keep, delete = retention_plan(entries, params["keep_daily"], params["keep_weekly"], params["keep_monthly"])
     state = {
         "newest": latest["backup_id"] if latest else None,
@@ -142,7 +140,7 @@ def kind_state(module, client, kind):
         "backups": [summary(entry) for entry in entries],
     }
     if latest:
-        age = (utcnow() - parse_time(latest["manifest"]["started_at"])).total_seconds() / 3600
+        age = (utcnow() - parse_time_strict(latest["manifest"]["started_at"])).total_seconds() / 3600
         state["newest_age_hours"] = round(age, 2)
         state["within_rpo"] = age <= params["rpo_hours"]
     return state

@@ -113,28 +113,33 @@ import tempfile
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.betaskill.payops.plugins.module_utils.payops_backup import (
-    UPLOAD_REQUIRED_IF,
-    check_upload_params,
-    upload_argument_spec,
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_backup_layout import (
     MANIFEST,
+    BackupError,
+    backup_prefix,
+    new_backup_id,
+)
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_backup_manifest import (
     MANIFEST_FORMAT,
+    manifest_bytes,
+)
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_backup_stream import (
+    UPLOAD_REQUIRED_IF,
+    MultipartWriter,
+    check_upload_params,
+    first_lines,
+    put_small,
+    upload_argument_spec,
+)
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_pgtools import (
     SUPABASE_EXCLUDED_TABLE_DATA,
     SUPABASE_INTERNAL_SCHEMAS,
-    BackupError,
-    MultipartWriter,
-    backup_prefix,
     find_tool,
-    first_lines,
-    iso,
-    manifest_bytes,
-    new_backup_id,
     pg_env,
-    put_small,
     row_counts,
     tool_version,
-    utcnow,
 )
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_time import iso, utcnow
 from ansible_collections.betaskill.payops.plugins.module_utils.payops_db import (
     connect,
     db_argument_spec,

@@ -69,16 +69,14 @@ backup_age_seconds:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.betaskill.payops.plugins.module_utils.payops_backup import (
-    BackupError,
-    find_backup,
-    judge_counts,
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_backup_catalog import (
     load_backups,
-    newest,
-    parse_time,
-    row_counts,
-    utcnow,
+    select_backup,
 )
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_backup_layout import BackupError
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_backup_restore import judge_counts
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_pgtools import row_counts
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_time import parse_time_strict, utcnow
 from ansible_collections.betaskill.payops.plugins.module_utils.payops_db import (
     connect,
     db_argument_spec,
@@ -108,9 +106,8 @@ def main():
     try:
         entries = load_backups(client, params["bucket"], params["prefix"], params["environment"], "database",
                                attempts=params["retries"], with_verifications=False)
-        entry = find_backup(entries, params["backup_id"]) if params["backup_id"] else newest(entries)
-        if entry is None or entry.get("state") != "complete":
-            raise BackupError("there is no complete database backup to compare with: run backup:database first")
+        entry = select_backup(entries, "database", backup_id=params["backup_id"],
+                              hint="nothing to compare with: run backup:database first")
         database = entry["manifest"].get("database") or {}
         conn = connect(module, autocommit=False, application_name="payops_recovery_verify")
         try:
@@ -133,7 +130,7 @@ def main():
                for state in ("same", "grown", "shrunk", "missing", "new", "volatile")}
     module.exit_json(
         changed=False, backup_id=entry["backup_id"], verdict=verdict, tables=tables, counted=counted,
-        backup_age_seconds=round((utcnow() - parse_time(entry["manifest"]["started_at"])).total_seconds()),
+        backup_age_seconds=round((utcnow() - parse_time_strict(entry["manifest"]["started_at"])).total_seconds()),
         msg=f"{verdict}: against {entry['backup_id']}, " + ", ".join(f"{n} {s}" for s, n in counted.items() if n),
     )
 

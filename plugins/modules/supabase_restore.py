@@ -116,28 +116,26 @@ data_age_seconds:
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.betaskill.payops.plugins.module_utils.payops_backup import (
-    BackupError,
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_backup_catalog import (
+    load_backups,
+    select_backup,
+)
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_backup_layout import BackupError
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_backup_manifest import object_problems
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_backup_restore import (
     compare_counts,
     connect_to,
     create_database,
     database_exists,
     drop_scratch_database,
-    find_backup,
-    find_tool,
-    load_backups,
-    newest,
-    object_problems,
-    parse_time,
-    pg_env,
     pipe_object,
     pipe_problem,
     restore_command,
-    row_counts,
-    stream_object,
     user_table_count,
-    utcnow,
 )
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_backup_stream import stream_object
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_pgtools import find_tool, pg_env, row_counts
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_time import parse_time_strict, utcnow
 from ansible_collections.betaskill.payops.plugins.module_utils.payops_db import (
     connect,
     db_argument_spec,
@@ -157,19 +155,11 @@ def choose(module, client):
     params = module.params
     entries = load_backups(client, params["bucket"], params["prefix"], params["environment"], "database",
                            attempts=params["retries"])
-    if params["backup_id"]:
-        entry = find_backup(entries, params["backup_id"])
-        if entry["state"] != "complete":
-            raise BackupError(f"backup {entry['backup_id']} cannot be restored: "
-                              f"{entry.get('error') or 'it has no manifest (incomplete)'}")
-        return entry
-    entry = newest(entries, verified=True)
-    if entry is None and params["allow_unverified"]:
-        entry = newest(entries)
-    if entry is None:
-        raise BackupError("no verified database backup of " + params["environment"] + " exists: run "
-                          "backup:verify-integrity, or name one with backup_id")
-    return entry
+    if params["allow_unverified"]:
+        return select_backup(entries, "database", backup_id=params["backup_id"], prefer_verified=True,
+                             hint="run backup:database first")
+    return select_backup(entries, "database", backup_id=params["backup_id"], verified_only=True,
+                         hint=f"run backup:verify-integrity on {params['environment']}, or name one with backup_id")
 
 
 def main():
@@ -204,7 +194,7 @@ def main():
         expected = manifest["objects"][0]
         key = entry["prefix"] + expected["name"]
         result.update(backup_id=entry["backup_id"], label=manifest.get("label"),
-                      data_age_seconds=round((utcnow() - parse_time(manifest["started_at"])).total_seconds()))
+                      data_age_seconds=round((utcnow() - parse_time_strict(manifest["started_at"])).total_seconds()))
         t0 = time.monotonic()
         size, digest, _sink_error = stream_object(client, params["bucket"], key, attempts=params["retries"])
         result["verify_seconds"] = round(time.monotonic() - t0, 3)

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from ansible_collections.betaskill.payops.plugins.filter import health
 from ansible_collections.betaskill.payops.plugins.module_utils import payops_monitoring as monitoring
+from ansible_collections.betaskill.payops.plugins.module_utils import payops_time
 
 SAST = timezone(timedelta(hours=2))
 NOW = datetime(2024, 5, 2, 7, 30, tzinfo=SAST)
@@ -17,18 +18,18 @@ NOW = datetime(2024, 5, 2, 7, 30, tzinfo=SAST)
     ("45s", 45), ("90m", 5400), ("24h", 86400), ("7d", 604800), ("2w", 1209600), ("1h30m", 5400), (" 24H ", 86400),
 ])
 def test_durations(text, seconds):
-    assert monitoring.parse_duration(text) == seconds
+    assert payops_time.parse_duration(text) == seconds
 
 
 @pytest.mark.parametrize("text", ["", "24", "h", "1.5h", "yesterday", "-1h", "0m", "24 h"])
 def test_bad_durations_are_refused(text):
     with pytest.raises(ValueError, match="duration"):
-        monitoring.parse_duration(text)
+        payops_time.parse_duration(text)
 
 
 def test_the_default_window_starts_at_18_00_the_day_before():
-    assert monitoring.parse_since("", NOW) == datetime(2024, 5, 1, 18, 0, tzinfo=SAST)
-    assert monitoring.parse_since(None, NOW) == datetime(2024, 5, 1, 18, 0, tzinfo=SAST)
+    assert payops_time.parse_since("", NOW) == datetime(2024, 5, 1, 18, 0, tzinfo=SAST)
+    assert payops_time.parse_since(None, NOW) == datetime(2024, 5, 1, 18, 0, tzinfo=SAST)
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -41,22 +42,22 @@ def test_the_default_window_starts_at_18_00_the_day_before():
     ("2024-05-01T20:00:00", datetime(2024, 5, 1, 20, 0, tzinfo=SAST)),  # no zone: local time
 ])
 def test_window_starts(text, expected):
-    assert monitoring.parse_since(text, NOW) == expected
+    assert payops_time.parse_since(text, NOW) == expected
 
 
 @pytest.mark.parametrize("text", ["the day before yesterday", "25:00", "2024-13-01", "soon", "2099-01-01T00:00:00Z"])
 def test_window_starts_that_do_not_parse(text):
     with pytest.raises(ValueError, match="since="):
-        monitoring.parse_since(text, NOW)
+        payops_time.parse_since(text, NOW)
 
 
 def test_a_since_that_does_not_parse_says_so_and_names_the_forms_that_do():
     # The message alerts:review-overnight (prometheus_alert_history, alertmanager_alert_info) fails with.
     with pytest.raises(ValueError) as refused:
-        monitoring.parse_since("the day before yesterday", NOW)
+        payops_time.parse_since("the day before yesterday", NOW)
     message = str(refused.value)
     assert message.startswith("since='the day before yesterday' does not parse: use ")
-    assert message.endswith(monitoring.SINCE_FORMS)
+    assert message.endswith(payops_time.SINCE_FORMS)
 
 
 def test_percentiles_interpolate_like_percentile_cont():
@@ -72,9 +73,9 @@ def test_percentiles_interpolate_like_percentile_cont():
 
 
 def test_api_times_with_nanoseconds_parse():
-    moment = monitoring.parse_time("2024-05-01T21:04:00.123456789Z")
+    moment = payops_time.parse_time("2024-05-01T21:04:00.123456789Z")
     assert moment == datetime(2024, 5, 1, 21, 4, 0, 123456, tzinfo=UTC)
-    assert monitoring.parse_time("not a time") is None
+    assert payops_time.parse_time("not a time") is None
 
 
 HEALTHY = {"edge_state": "healthy", "app_state": "healthy", "database_state": "healthy", "ikhokha_verdict": "healthy",
