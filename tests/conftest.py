@@ -12,7 +12,6 @@ system:recover`) and named in a warning, so that a failing module cannot poison 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -59,13 +58,6 @@ def wait_until(check: Callable[[], Any], timeout: float = 15.0, interval: float 
             raise AssertionError(f"{what} not met within {timeout:g} s")
         time.sleep(interval)
 
-
-def load_file_module(name: str, path: Path) -> Any:
-    """A Python file that is not in a package (a filter plugin, a module_util), as a module."""
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def damaged_release_copy(release_store: str, release: str, artefact: str, into: Path) -> Path:
@@ -141,3 +133,24 @@ def clean_platform(request: pytest.FixtureRequest) -> None:
         warnings.warn(LeftoverStateWarning(f"before {where}: switches {on} were on (left by an earlier module);"
                                            " lifted with payops run system:recover"), stacklevel=1)
         assert switches_on(status) == {}, "system:recover left a switch on"
+
+@pytest.fixture(scope="module")
+def backup_utils():
+    """The backup module_utils as one namespace: the tests reach each function by its name."""
+    import types
+
+    from ansible_collections.betaskill.payops.plugins.module_utils import (
+        payops_backup_catalog,
+        payops_backup_layout,
+        payops_backup_manifest,
+        payops_backup_restore,
+        payops_backup_retention,
+        payops_backup_stream,
+        payops_pgtools,
+        payops_redact,
+    )
+
+    owners = (payops_backup_layout, payops_backup_manifest, payops_backup_catalog, payops_backup_stream,
+              payops_pgtools, payops_backup_retention, payops_backup_restore, payops_redact)
+    return types.SimpleNamespace(**{name: getattr(owner, name) for owner in owners for name in dir(owner)
+                                    if not name.startswith("_")})

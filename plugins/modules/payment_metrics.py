@@ -160,6 +160,7 @@ rows:
 from datetime import timedelta, UTC
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_rows import number, truncate
 from ansible_collections.betaskill.payops.plugins.module_utils.payops_db import (
     connect_or_error,
     db_argument_spec,
@@ -189,17 +190,6 @@ def window_bounds(params):
         start = now.replace(microsecond=0) - timedelta(seconds=parse_duration(params["window"]))
     return start.astimezone(UTC), now.astimezone(UTC)
 
-
-def number(value):
-    """A threshold as an operator wrote it: 300, not 300.0; 0.5 stays 0.5."""
-    return f"{value:g}" if float(value).is_integer() else str(value)
-
-
-def truncate(text, length=200, end="..."):
-    """Jinja's truncate: a little over the length is kept, else cut at a word and marked."""
-    if len(text) <= length + 5:
-        return text
-    return text[: length - len(end)].rsplit(" ", 1)[0] + end
 
 
 def success_rate_target(params):

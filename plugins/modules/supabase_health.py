@@ -151,6 +151,7 @@ rows:
 """
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_rows import number, truncate
 from ansible_collections.betaskill.payops.plugins.module_utils.payops_db import (
     connect_or_error,
     db_argument_spec,
@@ -169,17 +170,6 @@ SELECT pid, usename AS user, application_name AS application, state, wait_event_
  WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'
 """
 
-
-def number(value):
-    """A threshold as an operator wrote it: 60, not 60.0; 0.5 stays 0.5."""
-    return f"{value:g}" if float(value).is_integer() else str(value)
-
-
-def truncate(text, length=200, end="..."):
-    """Jinja's truncate: a little over the length is kept, else cut at a word and marked."""
-    if len(text) <= length + 5:
-        return text
-    return text[: length - len(end)].rsplit(" ", 1)[0] + end
 
 
 def verdict_rows(params, state, findings, value, backlog=None):

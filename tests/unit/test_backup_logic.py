@@ -13,26 +13,6 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def backup_utils():
-    """The backup module_utils as one namespace: the tests reach each function by its name."""
-    import types
-
-    from ansible_collections.betaskill.payops.plugins.module_utils import (
-        payops_backup_catalog,
-        payops_backup_layout,
-        payops_backup_manifest,
-        payops_backup_restore,
-        payops_backup_retention,
-        payops_backup_stream,
-        payops_pgtools,
-        payops_redact,
-    )
-
-    owners = (payops_backup_layout, payops_backup_manifest, payops_backup_catalog, payops_backup_stream,
-              payops_pgtools, payops_backup_retention, payops_backup_restore, payops_redact)
-    return types.SimpleNamespace(**{name: getattr(owner, name) for owner in owners for name in dir(owner)
-                                    if not name.startswith("_")})
 
 
 def manifest(backup_id="20261127T020000Z-daily-abcdef", started="2026-11-27T02:00:00Z", **extra):
