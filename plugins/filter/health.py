@@ -4,6 +4,7 @@ order of the verdict table's rows."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 # The order an operator reads the table in: entry point first, then what it depends on.
@@ -188,7 +189,7 @@ def route_rows(result: list[dict[str, Any]], max_seconds: float) -> list[dict[st
 
 def _measured(value: Any) -> float | None:
     number = _num(value)
-    return None if number is None or number != number else number  # NaN: Prometheus had no samples
+    return None if number is None or math.isnan(number) else number  # NaN: Prometheus had no samples
 
 
 def api_rows(kpi: dict[str, Any], answered: bool, error_rate_max: float, response_time_max_seconds: float,

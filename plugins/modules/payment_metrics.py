@@ -191,7 +191,6 @@ def window_bounds(params):
     return start.astimezone(UTC), now.astimezone(UTC)
 
 
-
 def success_rate_target(params):
     return f"> {params['success_rate_min'] * 100} %"
 

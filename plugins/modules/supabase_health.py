@@ -171,7 +171,6 @@ SELECT pid, usename AS user, application_name AS application, state, wait_event_
 """
 
 
-
 def verdict_rows(params, state, findings, value, backlog=None):
     """The database's row, and the webhook backlog's when it was counted; states as judged in main()."""
     rows = [{"component": "database", "state": state, "value": value,
