@@ -104,6 +104,17 @@ def switches_on(status: dict) -> dict[str, str | None]:
         return dict(conn.execute("SELECT name, reason FROM payops.switches WHERE enabled ORDER BY name").fetchall())
 
 
+def close_abandoned_checkouts(status: dict) -> int:
+    """Fail the checkouts earlier modules left at their paylink: after five minutes each counts as
+    webhook backlog and fires the sandbox's WebhookBacklog alert, which a later module's "no new
+    alert since the deployment" check would rightly count. Returns how many were closed."""
+    with psycopg.connect(status["postgres_dsn"], autocommit=True) as conn:
+        return conn.execute(
+            "UPDATE public.payments SET status = 'failed', updated_at = now(),"
+            " gateway_response = gateway_response || '{\"payops_tests\": \"abandoned by an earlier test module\"}'"
+            " WHERE status = 'pending' AND gateway_response ? 'paylinkID'").rowcount
+
+
 def simulator_faults(status: dict) -> dict:
     return requests.get(f"{status['ikhokha_admin_url']}/faults", timeout=10).json()
 
@@ -116,7 +127,8 @@ def _uses_sandbox(request: pytest.FixtureRequest) -> bool:
 
 @pytest.fixture(scope="module", autouse=True)
 def clean_platform(request: pytest.FixtureRequest) -> None:
-    """Before an integration module that uses the sandbox: no switch on, no simulator fault."""
+    """Before an integration module that uses the sandbox: no switch on, no simulator fault, no
+    checkout an earlier module left pending at its paylink."""
     if "integration" not in Path(str(request.path)).parts or not _uses_sandbox(request):
         return
     status = request.getfixturevalue("sandbox")
@@ -133,6 +145,8 @@ def clean_platform(request: pytest.FixtureRequest) -> None:
         warnings.warn(LeftoverStateWarning(f"before {where}: switches {on} were on (left by an earlier module);"
                                            " lifted with payops run system:recover"), stacklevel=1)
         assert switches_on(status) == {}, "system:recover left a switch on"
+    close_abandoned_checkouts(status)
+
 
 @pytest.fixture(scope="module")
 def backup_utils():
