@@ -133,14 +133,6 @@ def secret_values_of(variables, extra_names=()):
     return set(redactor.values)
 
 
-def scrub_text(text, secret_values=()):
-    """(text with URL passwords and the given secret values replaced, whether anything changed)."""
-    redactor = Redactor()
-    redactor.values.update(secret_values)
-    cleaned = redactor.scrub_text(text)
-    return cleaned, cleaned != text
-
-
 def redact(value, secret_values=(), extra_names=(), drop=False, path=""):
     """(value without secrets, [paths of what was removed]); see Redactor.redact."""
     redactor = Redactor(extra_names=extra_names)
