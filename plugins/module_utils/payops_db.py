@@ -57,10 +57,19 @@ def connect(module, autocommit=False, application_name="payops"):
     return conn
 
 
+NOT_INSTALLED = ("the payops schema is not installed in this database, or is older than this payops: "
+                 "run payops:install (payops:install --check lists what it would apply)")
+
+
 def first_line(exc):
-    """psycopg's message without the hint lines and never the DSN."""
+    """psycopg's message without the hint lines and never the DSN; a missing payops table or
+    function says how to install the schema."""
     text = str(exc).strip().splitlines()
-    return text[0] if text else exc.__class__.__name__
+    line = text[0] if text else exc.__class__.__name__
+    if HAS_PSYCOPG and "payops." in line and isinstance(
+            exc, (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedFunction, psycopg.errors.InvalidSchemaName)):
+        return f"{line} ({NOT_INSTALLED})"
+    return line
 
 
 def connect_or_error(module, autocommit=True, application_name="payops"):

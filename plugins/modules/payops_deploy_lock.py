@@ -19,6 +19,8 @@ description:
   - O(state=heartbeat) refreshes the holder's time and fails when the lock is no longer this run's
     (someone broke it). O(state=released) gives it back; it never removes another run's lock.
   - Check mode reports whether the lock could be taken and writes nothing.
+  - The table belongs to the payops schema (C(schema/migrations), installed by C(payops:install));
+    the module creates nothing.
 author: payops contributors (!UNKNOWN)
 options:
   environment:
@@ -97,18 +99,6 @@ from ansible_collections.betaskill.payops.plugins.module_utils.payops_db import 
     psycopg,
 )
 
-TABLE = """
-CREATE SCHEMA IF NOT EXISTS payops;
-CREATE TABLE IF NOT EXISTS payops.deploy_locks (
-    environment text PRIMARY KEY,
-    run_id text NOT NULL,
-    release text,
-    operator text,
-    controller text,
-    acquired_at timestamptz NOT NULL DEFAULT now(),
-    heartbeat_at timestamptz NOT NULL DEFAULT now()
-)
-"""
 SELECT = ("SELECT run_id, release, operator, controller, acquired_at, heartbeat_at,"
           " extract(epoch FROM now() - heartbeat_at)::float AS heartbeat_age_seconds"
           " FROM payops.deploy_locks WHERE environment = %s")
@@ -143,14 +133,8 @@ def decide(conn, params, check_mode):
     """Read the lock and change it as asked, in the caller's transaction: the result, or Refused."""
     env, run_id, state = params["environment"], params["run_id"], params["state"]
     result = {"changed": False, "holder": None, "stale": False}
-    exists = conn.execute("SELECT to_regclass('payops.deploy_locks') IS NOT NULL AS e").fetchone()["e"]
-    if not exists and state == "acquired" and not check_mode:
-        conn.execute(TABLE)
-        exists = True
-    row = None
-    if exists:
-        conn.execute("SELECT 1 FROM payops.deploy_locks WHERE environment = %s FOR UPDATE", (env,))
-        row = conn.execute(SELECT, (env,)).fetchone()
+    conn.execute("SELECT 1 FROM payops.deploy_locks WHERE environment = %s FOR UPDATE", (env,))
+    row = conn.execute(SELECT, (env,)).fetchone()
     holder = as_dict(row)
     stale = bool(holder) and holder["heartbeat_age_seconds"] > params["stale_after"]
     result.update(holder=holder, stale=stale)

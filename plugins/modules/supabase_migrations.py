@@ -6,20 +6,29 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: supabase_migrations
-short_description: Apply a release's database migrations in order, each once, each in a transaction
+short_description: Apply SQL migrations in order, each once, each in a transaction
 description:
-  - Reads the C(*.sql) files of a release's migrations folder, either from a directory or straight
-    out of the release's tar archive (no unpacking on the controller), and compares them with the
-    migrations table.
-  - Each pending migration runs in its own transaction together with the row that records it, so a
-    migration is applied entirely and recorded, or not at all. The first one that fails stops the
-    run; those before it stay applied and are reported.
+  - Reads the C(*.sql) files of a migrations folder, or of a release's migrations straight out of its
+    tar archive (no unpacking on the controller), and compares them with the migrations table. The
+    same code applies payops' own schema (C(schema/migrations), the C(payops:install) procedure) and
+    a release's migrations in a deployment.
+  - Each pending migration runs in its own transaction together with the row that records it (name,
+    SHA-256, release, operator, run id, duration), so a migration is applied entirely and recorded, or
+    not at all. The first one that fails stops the run; those before it stay applied and are reported.
+  - Each transaction sets O(lock_timeout), so that a migration waiting for a table lock (a trigger on
+    C(payments), say) gives up before the app's writes queue behind it; it is retried
+    O(lock_retries) times, then reported.
   - A migration already applied is never run again. One whose file changed since (another SHA-256)
     fails the task before anything runs, as does a pending migration that sorts before one already
     applied (it would run out of order).
-  - A session advisory lock keeps two runs from migrating at once.
-  - With O(state=pending), or in check mode, lists what would run and changes nothing (the table is
-    not even created).
+  - A session advisory lock on the migrations table keeps two runs from interleaving; a second run
+    waits up to a minute for the first, then sees what it applied.
+  - A migration that makes an object of O(private_schemas) usable by PUBLIC or O(public_roles) is
+    rolled back, naming the privileges. What is open after the run is returned in RV(exposed).
+  - With O(state=pending), or in check mode, lists what would run and changes nothing.
+  - The module creates nothing itself. The migrations table must exist, unless O(installs_table) says
+    that the first migration creates it (payops' own schema, whose first migration creates
+    C(payops.schema_versions) and C(payops.schema_migrations)).
 author: payops contributors (!UNKNOWN)
 options:
   path:
@@ -34,9 +43,34 @@ options:
     type: str
     default: migrations
   table:
-    description: The migrations table, C(schema.table); created with its schema when missing.
+    description: The migrations table, C(schema.table).
     type: str
     default: payops.schema_migrations
+  installs_table:
+    description: The first pending migration creates O(table); without this a missing table fails the
+      task before anything runs (the payops schema is not installed).
+    type: bool
+    default: false
+  lock_timeout:
+    description: PostgreSQL's C(lock_timeout) inside each migration's transaction (C(2s), C(500ms)).
+    type: str
+    default: 2s
+  lock_retries:
+    description: How many times a migration that timed out waiting for a lock is tried again (after
+      1, 2, 3... seconds).
+    type: int
+    default: 3
+  private_schemas:
+    description: Schemas none of whose objects a migration may open to O(public_roles).
+    type: list
+    elements: str
+    default: [payops]
+  public_roles:
+    description: The roles that must not reach O(private_schemas); C(PUBLIC) is every role. Roles the
+      database does not have are left out.
+    type: list
+    elements: str
+    default: [PUBLIC, anon, authenticated]
   release:
     description: The release the migrations come from, recorded with each one.
     type: str
@@ -61,6 +95,12 @@ notes:
 """
 
 EXAMPLES = r"""
+- name: Install payops' own schema
+  betaskill.payops.supabase_migrations:
+    path: "{{ playbook_dir | dirname }}/schema/migrations"
+    table: payops.schema_versions
+    installs_table: true
+
 - name: Apply the release's migrations
   betaskill.payops.supabase_migrations:
     archive: /var/cache/payops/releases/1.1.0/app.tar.gz
@@ -94,6 +134,12 @@ already:
   type: list
   elements: str
   sample: ["0001_course_reviews.sql"]
+exposed:
+  description: Privileges that PUBLIC or O(public_roles) hold on O(private_schemas) after the run.
+  returned: always
+  type: list
+  elements: str
+  sample: ["SELECT on table payops.switches to anon"]
 failed_migration:
   description: The migration that failed, with the database's message.
   returned: on failure while applying
@@ -101,14 +147,8 @@ failed_migration:
   sample: {name: "0002_bad.sql", error: "relation \"nope\" does not exist"}
 """
 
-import datetime
-import hashlib
-import os
-import re
-import tarfile
-import time
-
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.betaskill.payops.plugins.module_utils import payops_migrations as migrations
 from ansible_collections.betaskill.payops.plugins.module_utils.payops_db import (
     connect,
     db_argument_spec,
@@ -116,48 +156,6 @@ from ansible_collections.betaskill.payops.plugins.module_utils.payops_db import 
     first_line,
     psycopg,
 )
-
-MIGRATION_NAME = re.compile(r"^[0-9]+[_-][A-Za-z0-9_.-]*\.sql$")
-TABLE_NAME = re.compile(r"^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*$")
-LOCK_KEY = "payops.schema_migrations"
-
-
-def read_folder(module, path):
-    if not os.path.isdir(path):
-        module.fail_json(msg=f"path {path} is not a folder of migrations")
-    found = {}
-    for name in os.listdir(path):
-        if name.endswith(".sql"):
-            with open(os.path.join(path, name), "rb") as handle:
-                found[name] = handle.read()
-    return found
-
-
-def read_archive(module, archive, member_dir):
-    prefix = member_dir.strip("/") + "/"
-    found = {}
-    try:
-        with tarfile.open(archive) as tar:
-            for member in tar.getmembers():
-                name = member.name[2:] if member.name.startswith("./") else member.name
-                if not member.isfile() or not name.startswith(prefix) or not name.endswith(".sql"):
-                    continue
-                base = name[len(prefix):]
-                if "/" in base:
-                    continue
-                found[base] = tar.extractfile(member).read()
-    except (OSError, tarfile.TarError) as exc:
-        module.fail_json(msg=f"cannot read the migrations in archive {archive}: {exc}")
-    return found
-
-
-def ordered(module, files):
-    bad = sorted(name for name in files if not MIGRATION_NAME.match(name))
-    if bad:
-        module.fail_json(msg="migration files must be named <number>_<name>.sql so that their order is "
-                             f"clear; these are not: {', '.join(bad)}")
-    # Numeric order of the leading number, then the name: 10_x runs after 9_y.
-    return sorted(files, key=lambda name: (int(re.match(r"[0-9]+", name).group()), name))
 
 
 def main():
@@ -167,9 +165,14 @@ def main():
         archive=dict(type="path"),
         member_dir=dict(type="str", default="migrations"),
         table=dict(type="str", default="payops.schema_migrations"),
+        installs_table=dict(type="bool", default=False),
         release=dict(type="str"),
         operator=dict(type="str", default="unknown"),
         run_id=dict(type="str"),
+        lock_timeout=dict(type="str", default="2s"),
+        lock_retries=dict(type="int", default=3),
+        private_schemas=dict(type="list", elements="str", default=["payops"]),
+        public_roles=dict(type="list", elements="str", default=list(migrations.PUBLIC_ROLES)),
         state=dict(type="str", choices=["applied", "pending"], default="applied"),
     )
     module = AnsibleModule(
@@ -179,76 +182,44 @@ def main():
         required_one_of=[("path", "archive")],
     )
     params = module.params
-    if not TABLE_NAME.match(params["table"]):
-        module.fail_json(msg=f"table must be schema.table in lower case letters, digits and _; got {params['table']!r}")
-    schema, _dot, table_name = params["table"].partition(".")
-    files = read_folder(module, params["path"]) if params["path"] else read_archive(
-        module, params["archive"], params["member_dir"])
-    names = ordered(module, files)
-    digests = {name: hashlib.sha256(files[name]).hexdigest() for name in names}
+    table = params["table"]
+    if not migrations.TABLE.match(table):
+        module.fail_json(msg=f"table must be schema.table in lower case letters, digits and _; got {table!r}")
+    if not migrations.LOCK_TIMEOUT.match(params["lock_timeout"]):
+        module.fail_json(msg=f"lock_timeout must be a duration such as 2s or 500ms; got {params['lock_timeout']!r}")
+    result = {"changed": False, "pending": [], "applied": [], "already": [], "exposed": []}
+    try:
+        files = (migrations.read_folder(params["path"]) if params["path"]
+                 else migrations.read_archive(params["archive"], params["member_dir"]))
+    except migrations.MigrationError as exc:
+        module.fail_json(msg=str(exc), **result)
     apply = params["state"] == "applied" and not module.check_mode
 
     conn = connect(module, autocommit=True, application_name="supabase_migrations")
-    table = psycopg.sql.Identifier(schema, table_name)
-    result = {"changed": False, "pending": [], "applied": [], "already": []}
     try:
-        conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (LOCK_KEY,))
-        exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL AS exists", (params["table"],)).fetchone()["exists"]
-        if not exists and apply:
-            conn.execute(psycopg.sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(psycopg.sql.Identifier(schema)))
-            conn.execute(psycopg.sql.SQL(
-                "CREATE TABLE IF NOT EXISTS {} ("
-                " name text PRIMARY KEY, sha256 text NOT NULL, release text, applied_by text,"
-                " run_id text, applied_at timestamptz NOT NULL DEFAULT now(), duration_ms integer)").format(table))
-            exists = True
-        recorded = {}
-        if exists:
-            query = psycopg.sql.SQL("SELECT name, sha256, release, applied_at FROM {}").format(table)
-            rows = conn.execute(query).fetchall()
-            recorded = {row["name"]: row for row in rows}
-        changed_files = [
-            f"{name} (applied with release {row['release']} on {row['applied_at']:%Y-%m-%d %H:%M})"
-            for name, row in ((name, recorded.get(name)) for name in names)
-            if row and row["sha256"] != digests[name]]
-        if changed_files:
-            module.fail_json(msg="these migrations changed after they were applied; a migration is never run "
-                                 "twice, so write a new one instead: " + "; ".join(changed_files), **result)
-        result["already"] = [name for name in names if name in recorded]
-        result["pending"] = [name for name in names if name not in recorded]
-        newest = max(recorded, key=lambda name: (int(re.match(r"[0-9]+", name).group()), name)) if recorded else None
-        if newest and result["pending"]:
-            key = (int(re.match(r"[0-9]+", newest).group()), newest)
-            early = [name for name in result["pending"] if (int(re.match(r"[0-9]+", name).group()), name) < key]
-            if early:
-                module.fail_json(msg=f"{', '.join(early)} would run after {newest}, which is already applied: "
-                                     "renumber it after the newest applied migration", **result)
-        if not apply:
-            result["changed"] = bool(result["pending"]) and params["state"] == "applied"
-            result["msg"] = (f"{len(result['pending'])} pending: {', '.join(result['pending'])}"
-                             if result["pending"] else "no pending migrations")
-            module.exit_json(**result)
-        for name in result["pending"]:
-            started = time.monotonic()
-            try:
-                with conn.transaction():
-                    conn.execute(files[name].decode("utf-8"))
-                    conn.execute(psycopg.sql.SQL(
-                        "INSERT INTO {} (name, sha256, release, applied_by, run_id, applied_at,"
-                        " duration_ms) VALUES (%s, %s, %s, %s, %s, %s, %s)").format(table),
-                        (name, digests[name], params["release"], params["operator"], params["run_id"],
-                         datetime.datetime.now(datetime.UTC), round((time.monotonic() - started) * 1000)))
-            except (psycopg.Error, UnicodeDecodeError) as exc:
-                result["changed"] = bool(result["applied"])
-                result["failed_migration"] = {"name": name, "error": first_line(exc)}
-                module.fail_json(msg=f"migration {name} failed and was rolled back: {first_line(exc)}; "
-                                     f"applied before it: {', '.join(result['applied']) or 'none'}", **result)
-            result["applied"].append(name)
+        migrations.lock(conn, table)
+        result["pending"], result["already"] = migrations.plan(conn, table, files, params["installs_table"])
+        if apply and result["pending"]:
+            result["applied"] = migrations.apply(
+                conn, table, files, result["pending"], release=params["release"], operator=params["operator"],
+                run_id=params["run_id"], lock_timeout=params["lock_timeout"], lock_retries=params["lock_retries"],
+                private_schemas=params["private_schemas"], public_roles=params["public_roles"])
+        result["exposed"] = migrations.exposed(conn, params["private_schemas"], params["public_roles"])
+    except migrations.MigrationError as exc:
+        result.update(exc.result)
+        result["changed"] = bool(result["applied"])
+        module.fail_json(msg=str(exc), **result)
     except psycopg.Error as exc:
         module.fail_json(msg=f"cannot read or apply migrations in {describe(params)}: {first_line(exc)}", **result)
     finally:
         conn.close()
-    result["changed"] = bool(result["applied"])
-    result["msg"] = (f"applied {', '.join(result['applied'])}" if result["applied"] else "no pending migrations")
+    if not apply:
+        result["changed"] = bool(result["pending"]) and params["state"] == "applied"
+        result["msg"] = (f"{len(result['pending'])} pending: {', '.join(result['pending'])}"
+                         if result["pending"] else "no pending migrations")
+    else:
+        result["changed"] = bool(result["applied"])
+        result["msg"] = f"applied {', '.join(result['applied'])}" if result["applied"] else "no pending migrations"
     module.exit_json(**result)
 
 

@@ -247,5 +247,20 @@ def run(request: RunRequest, out: TextIO = sys.stdout) -> tuple[int, Path]:
         print(f"payops: {entry.command} {status} (exit {rc})", file=out)
         for failure in progress.failures:
             print(f"  {progress.scrub(failure)}", file=out)
+        if not progress.failures:  # Ansible stopped before any task (a playbook that does not parse, ...)
+            for line in ansible_error(run_dir / "stdout"):
+                print(f"  {progress.scrub(line)}", file=out)
     print(f"payops: run artefacts in {run_dir}", file=out)
     return (0 if status == "successful" and rc == 0 else (rc or 1)), run_dir
+
+
+def ansible_error(stdout: Path, limit: int = 12) -> list[str]:
+    """Ansible's own error message from a run's stdout: from its first [ERROR] line, a few lines."""
+    try:
+        lines = stdout.read_text(errors="replace").splitlines()
+    except OSError:
+        return []
+    for number, line in enumerate(lines):
+        if "ERROR" in line:
+            return [text for text in lines[number:number + limit] if text.strip()]
+    return []

@@ -21,7 +21,7 @@ from conftest import wait_until
 
 pytestmark = pytest.mark.sandbox
 
-COURSE_ID = "00000000-0000-4000-8000-000000000001"  # seeded by schema.sql
+COURSE_ID = "00000000-0000-4000-8000-000000000001"  # seeded by betaskill.sql
 WEBHOOK = "/api/webhooks/ikhokha"
 
 

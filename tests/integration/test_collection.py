@@ -78,11 +78,13 @@ def test_the_tarball_holds_the_collection_and_nothing_local(tarball):
     with tarfile.open(tarball) as archive:
         names = archive.getnames()
     tops = {name.split("/")[0] for name in names}
-    for part in ("plugins", "roles", "playbooks", "meta", "MANIFEST.json", "FILES.json", "README.md"):
+    for part in ("plugins", "roles", "playbooks", "meta", "schema", "MANIFEST.json", "FILES.json", "README.md"):
         assert part in tops, f"{part} missing from {tarball.name}"
     for part in ("src", "tests", "inventories", "molecule", "benchmarks", ".venv", ".sandbox", ".payops", ".git"):
         assert part not in tops, f"{part} is in {tarball.name}"
     assert "plugins/modules/payops_switch.py" in names and "plugins/callback/audit.py" in names
+    migrations = sorted(path.name for path in (ROOT / "schema" / "migrations").glob("*.sql"))
+    assert migrations and all(f"schema/migrations/{name}" in names for name in migrations)
     assert not [name for name in names if "__pycache__" in name or name.endswith(".pyc")]
 
 
@@ -119,6 +121,22 @@ def test_the_installed_collection_runs_a_playbook_written_outside_the_repository
     assert {event[2] for event in events} == {"site-operator"}
     assert sandbox["ikhokha_app_secret"] not in run.stdout + run.stderr
     assert sandbox["postgres_password"] not in run.stdout + run.stderr
+
+    # payops:install from the installed collection finds its own migrations and version.
+    (work / "install.json").write_text(json.dumps({
+        "payops_environment": "local", "payops_db_host": sandbox["postgres_host"],
+        "payops_db_port": sandbox["postgres_port"], "payops_db_name": sandbox["postgres_db"],
+        "payops_db_user": sandbox["postgres_user"], "payops_db_password": sandbox["postgres_password"],
+        "payops_db_sslmode": "disable", "ansible_python_interpreter": sys.executable}))
+    install = subprocess.run(
+        [str(BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local", "--check",
+         "betaskill.payops.payops_install", "-e", "@install.json"], cwd=work, capture_output=True, text=True,
+        timeout=300, env={**env, "ANSIBLE_CALLBACKS_ENABLED": "betaskill.payops.audit",
+                          "PAYOPS_AUDIT_LOG": str(work / "audit.jsonl")})
+    assert install.returncode == 0, install.stdout + install.stderr
+    assert "payops:install in local (betaskill.payops " in install.stdout
+    assert "the schema is up to date" in install.stdout
+    assert sandbox["postgres_password"] not in install.stdout + install.stderr
 
 
 def _events(sandbox) -> list[tuple]:

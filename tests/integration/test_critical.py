@@ -43,7 +43,7 @@ from requests.adapters import HTTPAdapter
 pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
-COURSE_ID = "00000000-0000-4000-8000-000000000001"  # seeded by schema.sql
+COURSE_ID = "00000000-0000-4000-8000-000000000001"  # seeded by betaskill.sql
 WEBHOOK = "/api/webhooks/ikhokha"
 OPERATOR = "127.0.0.1"  # inventories/local: payops_operator_allowlist
 OUTSIDER = "127.0.0.2"  # any other loopback address is a customer to nginx

@@ -57,8 +57,6 @@ def db(sandbox: dict) -> psycopg.Connection:
 
 def lock_row(sandbox: dict) -> tuple | None:
     with db(sandbox) as conn:
-        if not conn.execute("SELECT to_regclass('payops.deploy_locks')").fetchone()[0]:
-            return None
         return conn.execute("SELECT run_id, release, operator FROM payops.deploy_locks").fetchone()
 
 

@@ -16,7 +16,7 @@ config lacks makes /api/health answer 503 "misconfigured" (the other routes stil
 
 Webhooks are processed whatever the switches say: a callback is money that has moved. Every
 payment change a gateway result causes happens in one database function,
-payops.apply_gateway_result (schema.sql), which payops' reconciliation calls too.
+payops.apply_gateway_result (schema/migrations), which payops' reconciliation calls too.
 """
 
 from __future__ import annotations
@@ -64,6 +64,9 @@ from payops.sandbox.httpserver import (
 )
 
 SWITCHES = ("payments_stopped", "maintenance", "lockdown")
+# What the database raises for a new pending payment while payments_stopped is on (docs/database.md).
+PAYMENTS_STOPPED_SQLSTATE = "PS001"
+STOPPED_MESSAGE = "Payments are temporarily stopped. No payment was taken; please try again later."
 WEBHOOK_PATH = "/api/webhooks/ikhokha"
 GATEWAY_TIMEOUT = (3.05, 15)
 POOL_WAIT_SECONDS = 10
@@ -314,10 +317,7 @@ class BetaSkillApp:
             with self.pool.connection() as conn, conn.transaction():
                 stopped = [name for name, switch in self.read_switches(conn).items() if switch["enabled"]]
                 if stopped:
-                    raise HTTPError(
-                        503, "payments_stopped",
-                        "Payments are temporarily stopped. No payment was taken; please try again later.",
-                    )
+                    raise HTTPError(503, "payments_stopped", STOPPED_MESSAGE)
                 course = conn.execute("SELECT title FROM public.courses WHERE id = %s",
                                       (order["course_id"],)).fetchone()
                 if course is None:
@@ -341,6 +341,11 @@ class BetaSkillApp:
                      self._client_ip(request)))
         except DatabaseUnavailable as exc:
             raise HTTPError(503, "database_unavailable", f"the database is unavailable: {exc}") from None
+        except psycopg.Error as exc:
+            # The database's own stop (schema/migrations/0002): the switch went on after we read it.
+            if exc.sqlstate == PAYMENTS_STOPPED_SQLSTATE:
+                raise HTTPError(503, "payments_stopped", STOPPED_MESSAGE) from None
+            raise
 
         paylink, error = self._create_paylink(order, reference, course[0])
         try:

@@ -24,7 +24,7 @@ import requests
 
 from payops.errors import PayopsError
 
-# The courses schema.sql seeds (id, price in cents).
+# The courses betaskill.sql seeds (id, price in cents).
 COURSES = (
     ("00000000-0000-4000-8000-000000000001", 49900),
     ("00000000-0000-4000-8000-000000000002", 89900),

@@ -9,6 +9,8 @@ import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
+from ansible_collections.betaskill.payops.plugins.module_utils import payops_migrations as migrations
+
 from payops.errors import PayopsError
 from payops.sandbox import process
 from payops.sandbox.services.base import (
@@ -29,6 +31,11 @@ if TYPE_CHECKING:
 
 DB_NAME = "betaskill"
 DB_USER = "postgres"
+# The app's login (Supabase's authenticator, switching to service_role): betaskill.sql makes both.
+APP_DB_USER = "authenticator"
+APP_DB_ROLE = "service_role"
+# payops' migrations: the collection's schema/migrations (the checkout is the collection).
+MIGRATIONS = Path(migrations.__file__).resolve().parents[2] / "schema" / "migrations"
 
 
 class PostgresService(Service):
@@ -145,16 +152,26 @@ class PostgresService(Service):
                 Path(str(lock)[: -len(".lock")]).unlink(missing_ok=True)
 
     def prepare(self, state: State) -> None:
-        """Create the betaskill database and apply schema.sql (idempotent) as the superuser."""
+        """Create the betaskill database, apply betaskill.sql (idempotent) as the superuser, set the
+        app's login role's password, then install payops' schema with its migrations, by the code
+        payops:install runs (betaskill.payops.supabase_migrations is a wrapper of the same functions)."""
         import psycopg
+        from psycopg.rows import dict_row
 
         with self.superuser_connection(state) as conn:
             exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DB_NAME,)).fetchone()
             if not exists:
                 conn.execute(f"CREATE DATABASE {DB_NAME}")
-        schema = importlib.resources.files("payops.sandbox").joinpath("schema.sql").read_text()
-        with psycopg.connect(state_dsn(state), autocommit=True) as conn:
+        schema = importlib.resources.files("payops.sandbox").joinpath("betaskill.sql").read_text()
+        with psycopg.connect(state_dsn(state), autocommit=True, row_factory=dict_row) as conn:
             conn.execute(schema)
+            conn.execute(f"ALTER ROLE {APP_DB_USER} PASSWORD {quote_literal(state['credentials']['app_db_password'])}")
+            try:
+                applied = install_payops_schema(conn, run_id="sandbox-up")
+            except (migrations.MigrationError, psycopg.Error) as exc:
+                self.fail(f"cannot install the payops schema: {migrations.first_line(exc)}")
+        if applied:
+            self.ctx.say(f"installed the payops schema: {', '.join(applied)}")
 
     def superuser_connection(self, state: State) -> psycopg.Connection:
         import psycopg
@@ -200,6 +217,28 @@ def postgres_bindir() -> Path | None:
 
 def quote_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
+
+
+def install_payops_schema(conn: psycopg.Connection, run_id: str | None = None) -> list[str]:
+    """Apply the pending payops migrations (a dict-row autocommit connection); the names applied."""
+    files = migrations.read_folder(str(MIGRATIONS))
+    migrations.lock(conn, TABLE)
+    try:
+        pending, _already = migrations.plan(conn, TABLE, files, installs_table=True)
+        return migrations.apply(conn, TABLE, files, pending, release="sandbox", operator="payops sandbox up",
+                                run_id=run_id, private_schemas=["payops"])
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (TABLE,))
+
+
+TABLE = "payops.schema_versions"
+
+
+def app_dsn(state: State) -> str:
+    """The app's connection: authenticator, acting as service_role (what Supabase's API does)."""
+    password = state["credentials"]["app_db_password"]
+    return (f"postgresql://{APP_DB_USER}:{password}@{HOST}:{state['ports']['postgres']}/{DB_NAME}"
+            f"?options=-c%20role%3D{APP_DB_ROLE}")
 
 
 def state_dsn(state: State) -> str:

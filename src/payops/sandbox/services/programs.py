@@ -18,7 +18,7 @@ from payops.sandbox.services.base import (
     State,
     as_json,
 )
-from payops.sandbox.services.postgres import state_dsn
+from payops.sandbox.services.postgres import app_dsn
 
 
 class PackageProgram(Service):
@@ -105,7 +105,7 @@ class AppService(PackageProgram):
         app_url = f"http://{HOST}:{ports['app']}"
         edge_url = f"http://{HOST}:{ports['edge']}" if ports.get("edge") else None
         return as_json({
-            "host": HOST, "port": ports["app"], "dsn": state_dsn(state),
+            "host": HOST, "port": ports["app"], "dsn": app_dsn(state),
             "ikhokha_url": f"http://{HOST}:{ports['ikhokha']}/public-api/v1/api",
             "ikhokha_app_id": creds["ikhokha_app_id"], "ikhokha_app_secret": creds["ikhokha_app_secret"],
             "public_url": edge_url or app_url,

@@ -1,11 +1,38 @@
--- The sandbox database: BetaSkill's tables (as its public migrations define them, reduced to what
--- payops reads and writes), a minimal Supabase `auth`, a few Supabase-internal schemas that backups
--- must leave out, and payops' own schema.
+-- The sandbox database as a BetaSkill Supabase project has it before payops is installed: Supabase's
+-- roles, a minimal Supabase `auth`, a few Supabase-internal schemas that backups must leave out, and
+-- BetaSkill's tables (as its public migrations define them, reduced to what payops reads and writes).
+-- payops' own schema is not here: `payops sandbox up` installs it afterwards with the migrations in
+-- schema/migrations, the code payops:install runs (plugins/module_utils/payops_migrations.py).
 --
 -- Idempotent: `payops sandbox up` applies it, as a superuser, on every start. Only IF NOT EXISTS,
 -- CREATE OR REPLACE and ON CONFLICT DO NOTHING; nothing here drops or rewrites data.
 --
 -- Money is integer cents (ZAR), as iKhokha's API carries it: payments.amount = 15000 is R150.00.
+
+-- ---------------------------------------------------------------------------------------------
+-- Supabase: roles (cluster-wide). anon and authenticated are what Supabase's REST API switches to
+-- for a visitor and a signed-in user; service_role is the app's server side (it bypasses row level
+-- security); authenticator is the login role that switches to them (NOINHERIT: it holds nothing of
+-- its own). The sandbox's app connects as authenticator with role service_role, as a BetaSkill
+-- server function does through Supabase; `payops sandbox up` sets authenticator's password.
+-- ---------------------------------------------------------------------------------------------
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'anon') THEN
+        CREATE ROLE anon NOLOGIN NOINHERIT;
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'authenticated') THEN
+        CREATE ROLE authenticated NOLOGIN NOINHERIT;
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'service_role') THEN
+        CREATE ROLE service_role NOLOGIN NOINHERIT BYPASSRLS;
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'authenticator') THEN
+        CREATE ROLE authenticator LOGIN NOINHERIT;
+    END IF;
+END;
+$$;
+GRANT anon, authenticated, service_role TO authenticator;
 
 -- ---------------------------------------------------------------------------------------------
 -- Supabase: auth (minimal; a lockdown revokes sessions through these tables)
@@ -179,151 +206,18 @@ CREATE TABLE IF NOT EXISTS public.audit_logs (
     created_at  timestamptz NOT NULL DEFAULT now()
 );
 
--- ---------------------------------------------------------------------------------------------
--- payops
--- ---------------------------------------------------------------------------------------------
-CREATE SCHEMA IF NOT EXISTS payops;
-
-CREATE TABLE IF NOT EXISTS payops.switches (
-    name         text PRIMARY KEY CHECK (name IN ('payments_stopped', 'maintenance', 'lockdown')),
-    enabled      boolean NOT NULL DEFAULT false,
-    reason       text,
-    set_by       text,
-    set_at       timestamptz,
-    environment  text
-);
-
-CREATE TABLE IF NOT EXISTS payops.switch_events (
-    id       bigserial PRIMARY KEY,
-    name     text NOT NULL,
-    enabled  boolean NOT NULL,
-    reason   text,
-    set_by   text,
-    set_at   timestamptz NOT NULL DEFAULT now(),
-    run_id   text
-);
-CREATE INDEX IF NOT EXISTS switch_events_name_set_at_idx ON payops.switch_events (name, set_at);
-
-CREATE TABLE IF NOT EXISTS payops.webhook_receipts (
-    id                       bigserial PRIMARY KEY,
-    paylink_id               text NOT NULL,
-    status                   text NOT NULL,
-    external_transaction_id  text,
-    payment_id               uuid REFERENCES public.payments (id),
-    source                   text NOT NULL CHECK (source IN ('webhook', 'reconcile')),
-    body                     jsonb,
-    received_at              timestamptz NOT NULL DEFAULT now(),
-    UNIQUE (paylink_id, status)
-);
-CREATE INDEX IF NOT EXISTS webhook_receipts_payment_id_idx ON payops.webhook_receipts (payment_id);
-
--- The one place where a gateway result (a callback, or a reconciliation against getStatus) changes
--- a payment. Exactly once per (paylink id, status): the receipt's unique key decides, and a
--- concurrent identical call waits on the first one's insert and then finds the row. Locks are
--- taken in one order (receipt, payment, enrollments), so concurrent calls cannot deadlock.
--- Returns 'applied', 'duplicate' (already recorded) or 'unmatched' (no payment has that
--- externalTransactionID; recorded for follow-up).
-CREATE OR REPLACE FUNCTION payops.apply_gateway_result(
-    p_paylink_id text,
-    p_status text,
-    p_external_transaction_id text,
-    p_body jsonb,
-    p_source text
-) RETURNS text
-LANGUAGE plpgsql
-AS $$
-DECLARE
-    v_status      text := upper(btrim(p_status));
-    v_receipt_id  bigint;
-    v_payment     public.payments%ROWTYPE;
-    v_new_status  text;
-BEGIN
-    IF p_paylink_id IS NULL OR btrim(p_paylink_id) = '' THEN
-        RAISE EXCEPTION 'apply_gateway_result: paylink id is required' USING ERRCODE = '22023';
-    END IF;
-    IF v_status IS NULL OR v_status NOT IN ('SUCCESS', 'FAILURE') THEN
-        RAISE EXCEPTION 'apply_gateway_result: status must be SUCCESS or FAILURE, got %', p_status
-            USING ERRCODE = '22023';
-    END IF;
-
-    INSERT INTO payops.webhook_receipts (paylink_id, status, external_transaction_id, source, body)
-    VALUES (p_paylink_id, v_status, p_external_transaction_id, p_source, p_body)
-    ON CONFLICT (paylink_id, status) DO NOTHING
-    RETURNING id INTO v_receipt_id;
-
-    IF v_receipt_id IS NULL THEN
-        RETURN 'duplicate';
-    END IF;
-
-    SELECT * INTO v_payment
-      FROM public.payments
-     WHERE transaction_reference = p_external_transaction_id
-       FOR UPDATE;
-
-    IF NOT FOUND THEN
-        INSERT INTO public.payment_errors (payment_id, error_category, severity, message, details)
-        VALUES (NULL, 'unmatched_callback', 'high', 'unmatched callback',
-                jsonb_build_object('paylinkID', p_paylink_id, 'status', v_status,
-                                   'externalTransactionID', p_external_transaction_id,
-                                   'source', p_source));
-        RETURN 'unmatched';
-    END IF;
-
-    UPDATE payops.webhook_receipts SET payment_id = v_payment.id WHERE id = v_receipt_id;
-
-    v_new_status := CASE v_status WHEN 'SUCCESS' THEN 'completed' ELSE 'failed' END;
-
-    -- A completed payment never goes back. A SUCCESS after a FAILURE (the customer tried again on
-    -- the same paylink) is money that moved, so it completes a failed payment.
-    IF v_payment.status = 'completed'
-       OR (v_payment.status = 'failed' AND v_new_status = 'failed') THEN
-        INSERT INTO public.payment_errors (payment_id, error_category, severity, message, details)
-        VALUES (v_payment.id, 'conflicting_callback', 'high',
-                format('gateway reported %s for a payment already %s', v_status, v_payment.status),
-                jsonb_build_object('paylinkID', p_paylink_id, 'status', v_status, 'source', p_source));
-        RETURN 'duplicate';
-    END IF;
-
-    UPDATE public.payments
-       SET status = v_new_status,
-           gateway_response = coalesce(gateway_response, '{}'::jsonb)
-                              || coalesce(p_body, '{}'::jsonb)
-                              || jsonb_build_object('paylinkID', p_paylink_id,
-                                                    'result_source', p_source,
-                                                    'result_at', now()),
-           updated_at = now()
-     WHERE id = v_payment.id;
-
-    UPDATE public.enrollments
-       SET payment_status = v_new_status,
-           status = CASE WHEN v_new_status = 'completed' THEN 'approved' ELSE status END,
-           updated_at = now()
-     WHERE payment_id = v_payment.id;
-
-    INSERT INTO public.payment_transactions
-        (payment_id, transaction_type, amount, currency, status, gateway_transaction_id,
-         external_transaction_id, gateway_response)
-    VALUES (v_payment.id, 'payment', v_payment.amount, v_payment.currency, v_new_status,
-            p_paylink_id, p_external_transaction_id, p_body);
-
-    IF v_new_status = 'failed' THEN
-        INSERT INTO public.payment_errors (payment_id, error_category, severity, message, details)
-        VALUES (v_payment.id, 'payment_failed', 'medium', 'gateway reported FAILURE',
-                jsonb_build_object('paylinkID', p_paylink_id, 'source', p_source,
-                                   'responseCode', p_body ->> 'responseCode'));
-    END IF;
-
-    RETURN 'applied';
-END;
-$$;
+-- Supabase's grants on public: every table to its three API roles (BetaSkill's row level security
+-- policies, not modelled here, are what narrows anon and authenticated).
+GRANT USAGE ON SCHEMA public TO anon, authenticated, service_role;
+GRANT ALL ON ALL TABLES IN SCHEMA public TO anon, authenticated, service_role;
+GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO anon, authenticated, service_role;
+ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT ALL ON TABLES TO anon, authenticated, service_role;
+ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT ALL ON SEQUENCES TO anon, authenticated, service_role;
+ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT ALL ON FUNCTIONS TO anon, authenticated, service_role;
 
 -- ---------------------------------------------------------------------------------------------
 -- Seed data (fixed ids, never overwritten)
 -- ---------------------------------------------------------------------------------------------
-INSERT INTO payops.switches (name, enabled) VALUES
-    ('payments_stopped', false), ('maintenance', false), ('lockdown', false)
-ON CONFLICT (name) DO NOTHING;
-
 INSERT INTO public.courses (id, title, price) VALUES
     ('00000000-0000-4000-8000-000000000001', 'Python for Data Analysis', 49900),
     ('00000000-0000-4000-8000-000000000002', 'Web Development Bootcamp', 89900),
