@@ -234,4 +234,3 @@ def _failed(migration, exc, applied):
     return MigrationError(f"migration {migration} failed and was rolled back: {first_line(exc)}; "
                           f"applied before it: {', '.join(applied) or 'none'}", applied=applied,
                           failed_migration={"name": migration, "error": first_line(exc)})
-
