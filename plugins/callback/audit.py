@@ -6,10 +6,10 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 name: audit
 type: notification
-short_description: payops' audit trail, one hash-chained JSON line per event
+short_description: payops' audit trail, one hash-chained record per event, to a file or PostgreSQL
 description:
-  - Appends one JSON line per event to an audit log - the run's start, each task's result on each
-    host, and the run's end.
+  - Records one event per line of a JSON-lines file, or per row of C(payops.audit_trail) when
+    C(postgres_dsn) is set - the run's start, each task's result on each host, and the run's end.
   - Each line names the run, the operator, the source (C(payops), plain C(ansible-playbook) or AWX),
     the runbook command when known, the playbook, host, task and module, whether it changed, failed
     or was skipped, how long it took, and its arguments with secrets removed.
@@ -36,8 +36,16 @@ options:
       - name: PAYOPS_AUDIT_LOG
   postgres_dsn:
     description:
-      - Reserved for a PostgreSQL sink of the same lines (table C(payops.audit_trail)).
-      - Not written yet; when set, the callback warns once and keeps to the file.
+      - A libpq DSN (C(postgresql://user:password@host:port/db?sslmode=require)). When set, the trail
+        goes to the table C(payops.audit_trail) of that database instead of the file, one row per
+        event, each committed before the run goes on (a run killed mid-way leaves every finished
+        task recorded). The database numbers, stamps and hashes each row under an advisory lock, so
+        jobs on several controllers at once make one chain (schema/migrations/0004_audit_trail.sql).
+      - The DSN's role needs only EXECUTE on C(payops.audit_append) (the role C(payops_audit_writer)).
+        The DSN is a secret; it never appears in output or the trail.
+      - When the database cannot be written, the events are kept and written at the next event
+        (a run of payops:install creates the table mid-run); what is still unwritten when the run
+        ends goes to C(log_path), with a warning naming how many.
     type: str
     ini:
       - section: callback_payops_audit
@@ -72,6 +80,7 @@ options:
 import datetime
 import fcntl
 import hashlib
+import importlib.util
 import json
 import os
 import time
@@ -79,7 +88,16 @@ import uuid
 
 from ansible import context
 from ansible.plugins.callback import CallbackBase
-from ansible_collections.betaskill.payops.plugins.module_utils.payops_audit import GENESIS, chain_hash
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_audit import (
+    APPEND,
+    GENESIS,
+    canonical,
+    chain_hash,
+    connect_sink,
+    describe_dsn,
+    dsn_secrets,
+    sink_error,
+)
 from ansible_collections.betaskill.payops.plugins.module_utils.payops_operator import identify
 from ansible_collections.betaskill.payops.plugins.module_utils.payops_redact import Redactor
 
@@ -105,6 +123,11 @@ class CallbackModule(CallbackBase):
         self._operator = None
         self._command = os.environ.get("PAYOPS_COMMAND") or None
         self._broken = None
+        self._dsn = None
+        self._conn = None
+        self._pending = []  # events not yet in the database, as the JSON text it is sent
+        self._retry_at = 0.0
+        self._warned = set()
 
     # --- configuration ----------------------------------------------------------------------
 
@@ -113,9 +136,13 @@ class CallbackModule(CallbackBase):
         self._path = os.path.expanduser(self.get_option("log_path"))
         self._head_path = self._path + ".head"
         self._redactor = Redactor(self.get_option("secret_words") or [], self.get_option("safe_names") or [])
-        if self.get_option("postgres_dsn"):
-            self._display.warning("betaskill.payops.audit: the PostgreSQL sink is not written yet; "
-                                  "auditing to the file only")
+        self._dsn = self.get_option("postgres_dsn") or None
+        for secret in dsn_secrets(self._dsn) if self._dsn else ():
+            self._redactor.learn(secret)
+        if self._dsn and importlib.util.find_spec("psycopg") is None:
+            self._display.warning("betaskill.payops.audit: postgres_dsn is set but psycopg (version 3) is not "
+                                  f"installed on this controller: auditing to the file {self._path} instead")
+            self._dsn = None
 
     # --- redaction (plugins/module_utils/payops_redact.py) -----------------------------------
 
@@ -137,9 +164,69 @@ class CallbackModule(CallbackBase):
     # --- writing ----------------------------------------------------------------------------
 
     def _emit(self, record):
+        record = {"v": 1, "time": _now(), "run_id": self._run_id, **record}
+        if self._dsn:
+            self._pending.append(canonical(record))
+            self._flush()
+        else:
+            self._emit_file(record)
+
+    # --- the PostgreSQL sink ----------------------------------------------------------------
+
+    RETRY_SECONDS = 2.0  # after a failure, events wait this long before the database is tried again
+
+    def _flush(self, final=False):
+        """Send the waiting events in order, each its own committed transaction. On a failure they
+        stay waiting: tried again at a later event (or the run's end), not at every one."""
+        if not self._pending or (not final and time.monotonic() < self._retry_at):
+            return
+        import psycopg
+
+        try:
+            if self._conn is None or self._conn.closed:
+                self._conn = connect_sink(self._dsn)
+            while self._pending:
+                self._conn.execute(APPEND, (self._pending[0],))
+                self._pending.pop(0)
+        except psycopg.Error as exc:
+            self._retry_at = time.monotonic() + self.RETRY_SECONDS
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+            if isinstance(exc, (psycopg.errors.UndefinedFunction, psycopg.errors.InvalidSchemaName)):
+                self._warn_once("not-installed", f"betaskill.payops.audit: {describe_dsn(self._dsn)} has no "
+                                "payops.audit_append yet (run payops:install): this run's events are kept and "
+                                "written as soon as it does")
+            else:
+                self._warn_once(type(exc).__name__, f"betaskill.payops.audit: cannot write the audit trail to "
+                                f"{describe_dsn(self._dsn)}: {sink_error(exc)}. THIS RUN IS NOT BEING AUDITED "
+                                "until it can be; its events are kept and tried again")
+
+    def _warn_once(self, key, text):
+        if key not in self._warned:
+            self._warned.add(key)
+            self._display.warning(text)
+
+    def _close_sink(self):
+        """At the run's end: a last try; what the database still has not taken goes to the file."""
+        self._flush(final=True)
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        if not self._pending:
+            return
+        missed, self._pending = self._pending, []
+        for text in missed:
+            self._emit_file(json.loads(text))
+        where = self._path if not self._broken else "nowhere (the file cannot be written either)"
+        self._display.warning(f"betaskill.payops.audit: {len(missed)} event(s) of this run are NOT in "
+                              f"payops.audit_trail at {describe_dsn(self._dsn)}; they were written to {where}")
+
+    # --- the file sink ----------------------------------------------------------------------
+
+    def _emit_file(self, record):
         if self._broken:
             return
-        record = {"v": 1, "time": _now(), "run_id": self._run_id, **record}
         try:
             directory = os.path.dirname(self._path)
             if directory:
@@ -317,6 +404,8 @@ class CallbackModule(CallbackBase):
                 "duration_ms": round((time.monotonic() - self._started) * 1000) if self._started else None,
             }
         )
+        if self._dsn:
+            self._close_sink()
 
 
 def _arguments(task):

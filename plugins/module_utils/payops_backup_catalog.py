@@ -15,24 +15,8 @@ from ansible_collections.betaskill.payops.plugins.module_utils.payops_backup_lay
     kind_prefix,
 )
 from ansible_collections.betaskill.payops.plugins.module_utils.payops_backup_manifest import parse_manifest
-from ansible_collections.betaskill.payops.plugins.module_utils.payops_s3 import with_retries
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_s3 import list_keys, with_retries
 from ansible_collections.betaskill.payops.plugins.module_utils.payops_time import iso
-
-
-def list_keys(client, bucket, prefix, attempts=4):
-    """Every current object under prefix: [{key, size, last_modified}]."""
-    found = []
-    token = None
-    while True:
-        kwargs = {"Bucket": bucket, "Prefix": prefix}
-        if token:
-            kwargs["ContinuationToken"] = token
-        page = with_retries(client.list_objects_v2, attempts=attempts, **kwargs)
-        for item in page.get("Contents", []):
-            found.append({"key": item["Key"], "size": item["Size"], "last_modified": item["LastModified"]})
-        if not page.get("IsTruncated"):
-            return found
-        token = page["NextContinuationToken"]
 
 
 def list_multipart_uploads(client, bucket, prefix, attempts=4):

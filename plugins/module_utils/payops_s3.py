@@ -133,3 +133,19 @@ def s3_message(exc, params, doing):
 
 def is_s3_error(exc):
     return HAS_BOTO3 and isinstance(exc, (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError))
+
+
+def list_keys(client, bucket, prefix, attempts=4):
+    """Every current object under prefix: [{key, size, last_modified}]."""
+    found = []
+    token = None
+    while True:
+        kwargs = {"Bucket": bucket, "Prefix": prefix}
+        if token:
+            kwargs["ContinuationToken"] = token
+        page = with_retries(client.list_objects_v2, attempts=attempts, **kwargs)
+        for item in page.get("Contents", []):
+            found.append({"key": item["Key"], "size": item["Size"], "last_modified": item["LastModified"]})
+        if not page.get("IsTruncated"):
+            return found
+        token = page["NextContinuationToken"]

@@ -2,7 +2,8 @@
 
   payops list [--json|--markdown]           every runbook command, its playbook and whether it is implemented
   payops run COMMAND [-i INV] [-e k=v] [--check]
-  payops audit verify [PATH]                check the audit trail's hash chain
+  payops audit verify [PATH]                check the audit trail's hash chain (a file)
+  payops audit verify --db [-i INV]         the same for payops.audit_trail, its archive and anchors (audit:verify)
   payops sandbox up|down|status|traffic     the local copy of the platform
 """
 
@@ -43,9 +44,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def cmd_run(args: argparse.Namespace, command: str | None = None) -> int:
     root, cat = _catalog()
-    entry = cat.find(args.procedure)
+    entry = cat.find(command or args.procedure)
     if not entry.implemented:
         raise PayopsError(
             f"{entry.command} is planned, not implemented yet: nothing was run "
@@ -69,6 +70,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
+    if args.db:
+        if args.path:
+            raise PayopsError("payops audit verify: give a PATH (a file trail) or --db (the database's), not both")
+        return cmd_run(args, "audit:verify")
     path = Path(args.path) if args.path else project_root() / ".payops" / "audit" / "audit.jsonl"
     verdict = audit.verify(path)
     print(verdict, file=sys.stdout if verdict.intact else sys.stderr)
@@ -102,6 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
     audit_sub = audit_parser.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
     verify = audit_sub.add_parser("verify", help="check the hash chain; non-zero at the first bad line")
     verify.add_argument("path", nargs="?", help="the audit log (default: .payops/audit/audit.jsonl)")
+    verify.add_argument("--db", action="store_true",
+                        help="verify payops.audit_trail in the inventory's database, with its archive and anchors")
+    verify.add_argument("-i", "--inventory", help="with --db: inventory (default: inventories/local, the sandbox)")
+    verify.add_argument("-e", "--extra-vars", action="append", metavar="KEY=VALUE", help="with --db: a variable")
+    verify.set_defaults(check=False, limit=None, verbose=0)
     verify.set_defaults(func=cmd_audit_verify)
 
     try:

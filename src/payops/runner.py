@@ -134,6 +134,9 @@ class Progress:
             self._last_task = data.get("task")
         elif kind in ("runner_on_ok", "runner_on_failed", "runner_on_unreachable", "runner_on_skipped"):
             self._host_result(kind, data)
+        elif kind == "warning" and event.get("stdout"):
+            # Ansible's own warnings (the audit callback's among them) are for the operator too.
+            self._print("  " + str(event["stdout"]).strip().replace("\n", "\n  "))
         return True
 
     def _host_result(self, kind: str, data: dict[str, Any]) -> None:
@@ -148,7 +151,8 @@ class Progress:
         if kind == "runner_on_ok":
             state = "changed" if result.get("changed") else "ok"
             line = f"  {state:<8} {host:<16} {task}"
-            message = result.get("payops_summary") or (result.get("msg") if task.startswith("Report") else None)
+            shown = task.startswith("Report") or " WARNING" in task
+            message = result.get("payops_summary") or (result.get("msg") if shown else None)
             if isinstance(message, str) and message:
                 line += "\n" + "\n".join(f"           {row}" for row in message.splitlines())
             self._print(line)

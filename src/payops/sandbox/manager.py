@@ -49,7 +49,15 @@ from payops.sandbox.ports import assign_ports
 from payops.sandbox.ports import parse_port_overrides as _parse_port_overrides
 from payops.sandbox.services import SERVICES, Service
 from payops.sandbox.services.base import HOST, Context, MissingPackage, State, write_private
-from payops.sandbox.services.postgres import APP_DB_ROLE, APP_DB_USER, DB_NAME, DB_USER, app_dsn
+from payops.sandbox.services.postgres import (
+    APP_DB_ROLE,
+    APP_DB_USER,
+    AUDIT_DB_USER,
+    DB_NAME,
+    DB_USER,
+    app_dsn,
+    audit_dsn,
+)
 from payops.sandbox.services.postgres import postgres_bindir as postgres_bindir  # where tests find it
 from payops.sandbox.services.s3 import AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, S3_BUCKET, S3_REGION
 
@@ -125,12 +133,14 @@ class Sandbox:
         credentials = state.setdefault("credentials", {})
         if not create and not credentials:
             state["credentials"] = dict.fromkeys(
-                ("postgres_password", "app_db_password", "ikhokha_app_id", "ikhokha_app_secret"), None)
+                ("postgres_password", "app_db_password", "audit_db_password", "ikhokha_app_id",
+                 "ikhokha_app_secret"), None)
             state["credentials"].update(aws_access_key_id=AWS_ACCESS_KEY_ID,
                                         aws_secret_access_key=AWS_SECRET_ACCESS_KEY)
             return state
         credentials.setdefault("postgres_password", secrets.token_urlsafe(18))
         credentials.setdefault("app_db_password", secrets.token_urlsafe(18))
+        credentials.setdefault("audit_db_password", secrets.token_urlsafe(18))
         credentials.setdefault("ikhokha_app_id", "IKSANDBOX" + secrets.token_hex(6).upper())
         credentials.setdefault("ikhokha_app_secret", secrets.token_urlsafe(32))
         credentials.setdefault("aws_access_key_id", AWS_ACCESS_KEY_ID)
@@ -167,6 +177,10 @@ class Sandbox:
             "app_db_role": APP_DB_ROLE,
             "app_db_password": creds["app_db_password"],
             "app_db_dsn": app_dsn(state) if pg_port else None,
+            # The audit callback's login (PAYOPS_AUDIT_DSN): it may append to payops.audit_trail, nothing else.
+            "audit_db_user": AUDIT_DB_USER,
+            "audit_db_password": creds["audit_db_password"],
+            "audit_dsn": audit_dsn(state) if pg_port else None,
             "s3_endpoint": url("s3"),
             "s3_bucket": S3_BUCKET,
             "s3_region": S3_REGION,

@@ -34,6 +34,9 @@ DB_USER = "postgres"
 # The app's login (Supabase's authenticator, switching to service_role): betaskill.sql makes both.
 APP_DB_USER = "authenticator"
 APP_DB_ROLE = "service_role"
+# The audit callback's login: a member of payops_audit_writer (0004_audit_trail.sql), which may
+# append to payops.audit_trail and do nothing else.
+AUDIT_DB_USER = "payops_audit"
 # payops' migrations: the collection's schema/migrations (the checkout is the collection).
 MIGRATIONS = Path(migrations.__file__).resolve().parents[2] / "schema" / "migrations"
 
@@ -170,6 +173,10 @@ class PostgresService(Service):
                 applied = install_payops_schema(conn, run_id="sandbox-up")
             except (migrations.MigrationError, psycopg.Error) as exc:
                 self.fail(f"cannot install the payops schema: {migrations.first_line(exc)}")
+            audit_password = quote_literal(state["credentials"]["audit_db_password"])
+            if conn.execute("SELECT FROM pg_roles WHERE rolname = %s", (AUDIT_DB_USER,)).fetchone() is None:
+                conn.execute(f"CREATE ROLE {AUDIT_DB_USER} LOGIN IN ROLE payops_audit_writer")
+            conn.execute(f"ALTER ROLE {AUDIT_DB_USER} PASSWORD {audit_password}")
         if applied:
             self.ctx.say(f"installed the payops schema: {', '.join(applied)}")
 
@@ -239,6 +246,12 @@ def app_dsn(state: State) -> str:
     password = state["credentials"]["app_db_password"]
     return (f"postgresql://{APP_DB_USER}:{password}@{HOST}:{state['ports']['postgres']}/{DB_NAME}"
             f"?options=-c%20role%3D{APP_DB_ROLE}")
+
+
+def audit_dsn(state: State) -> str:
+    """The audit callback's connection (PAYOPS_AUDIT_DSN): payops_audit, which may only append."""
+    password = state["credentials"]["audit_db_password"]
+    return f"postgresql://{AUDIT_DB_USER}:{password}@{HOST}:{state['ports']['postgres']}/{DB_NAME}"
 
 
 def state_dsn(state: State) -> str:

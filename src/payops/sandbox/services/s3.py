@@ -1,5 +1,6 @@
-"""S3: moto's server on loopback (real HTTP, boto3 unchanged), holding the versioned backup bucket
-and a copy of the release store."""
+"""S3: moto's server on loopback (real HTTP, boto3 unchanged), holding the backup bucket (versioned,
+with S3 Object Lock enabled: the audit trail's anchors and archives are kept under it) and a copy of
+the release store."""
 
 from __future__ import annotations
 
@@ -39,13 +40,14 @@ class S3Service(Service):
         return [self.tools["s3"], "-H", HOST, "-p", str(state["ports"]["s3"])]
 
     def prepare(self, state: State) -> None:
-        """The backup bucket, versioned, and the release store: moto keeps them in memory, so every
-        `up` makes sure of them."""
+        """The backup bucket, versioned and with Object Lock (which only a new bucket can be given; no
+        default retention: backups keep their own lifecycle, the audit trail's objects set theirs),
+        and the release store: moto keeps them in memory, so every `up` makes sure of them."""
         client = s3_client({"s3_endpoint": f"http://{HOST}:{state['ports']['s3']}", "s3_region": S3_REGION,
                             "aws_access_key_id": state["credentials"]["aws_access_key_id"],
                             "aws_secret_access_key": state["credentials"]["aws_secret_access_key"]})
         with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
-            client.create_bucket(Bucket=S3_BUCKET)
+            client.create_bucket(Bucket=S3_BUCKET, ObjectLockEnabledForBucket=True)
         client.put_bucket_versioning(Bucket=S3_BUCKET, VersioningConfiguration={"Status": "Enabled"})
         uploaded = release_store.publish(client, self.ctx.release_store)
         if uploaded:
