@@ -8,7 +8,7 @@ DOCUMENTATION = r"""
 module: audit_trail
 short_description: Verify, anchor and archive payops' audit trail in PostgreSQL (payops.audit_trail)
 description:
-  - The trail the betaskill.payops.audit callback writes with C(postgres_dsn) set: one row per event,
+  - The trail the betaskill.payops.audit callback writes with C(postgres_dsn) set - one row per event,
     numbered, stamped and hash-chained by the database (schema/migrations/0004_audit_trail.sql).
   - C(anchor) writes the chain's head (its last seq and hash) to an object in the bucket under S3
     Object Lock, where nobody who controls the database can change it. Nothing is written when the
