@@ -11,7 +11,7 @@ ansible.builtin.set_fact and ansible.builtin.debug with a few arguments each, so
 gives the callback a record to redact, hash and write. Three ways, run interleaved (none, file,
 postgres, none, file, ...) so that a slow moment of the machine falls on all of them:
 
-  none      the project's ansible.cfg with callbacks_enabled emptied (ANSIBLE_CALLBACKS_ENABLED=)
+  none      the project's ansible.cfg without its callbacks_enabled line (a copy in the temporary folder)
   file      betaskill.payops.audit to a temporary JSON-lines file (PAYOPS_AUDIT_LOG)
   postgres  betaskill.payops.audit to payops.audit_trail in the sandbox's database, as the sandbox's
             payops_audit login (PAYOPS_AUDIT_DSN): one committed row per event
@@ -77,8 +77,11 @@ def main() -> int:
         playbook = write_playbook(folder, args.tasks)
         base = {key: value for key, value in os.environ.items() if not key.startswith("PAYOPS_AUDIT")}
         base["ANSIBLE_CONFIG"] = str(ROOT / "ansible.cfg")
+        bare = folder / "ansible.cfg"
+        bare.write_text("".join(line for line in (ROOT / "ansible.cfg").read_text().splitlines(keepends=True)
+                                if not line.startswith("callbacks_enabled")))
         ways = {
-            "none": {**base, "ANSIBLE_CALLBACKS_ENABLED": ""},
+            "none": {**base, "ANSIBLE_CONFIG": str(bare)},
             "file": {**base, "PAYOPS_AUDIT_LOG": str(folder / "audit.jsonl")},
             "postgres": {**base, "PAYOPS_AUDIT_DSN": status["audit_dsn"]},
         }

@@ -38,8 +38,9 @@ options:
     description:
       - A libpq DSN (C(postgresql://user:password@host:port/db?sslmode=require)). When set, the trail
         goes to the table C(payops.audit_trail) of that database instead of the file, one row per
-        event, each committed before the run goes on (a run killed mid-way leaves every finished
-        task recorded). The database numbers, stamps and hashes each row under an advisory lock, so
+        event, each its own committed transaction, sent in order by a thread of the callback so that
+        the run does not wait for each round trip; every event is committed before the next task
+        starts (a run killed mid-way leaves every finished task recorded). The database numbers, stamps and hashes each row under an advisory lock, so
         jobs on several controllers at once make one chain (schema/migrations/0004_audit_trail.sql).
       - The DSN's role needs only EXECUTE on C(payops.audit_append) (the role C(payops_audit_writer)).
         The DSN is a secret; it never appears in output or the trail.
@@ -77,12 +78,14 @@ options:
       - name: PAYOPS_AUDIT_SAFE_NAMES
 """
 
+import collections
 import datetime
 import fcntl
 import hashlib
 import importlib.util
 import json
 import os
+import threading
 import time
 import uuid
 
@@ -124,9 +127,7 @@ class CallbackModule(CallbackBase):
         self._command = os.environ.get("PAYOPS_COMMAND") or None
         self._broken = None
         self._dsn = None
-        self._conn = None
-        self._pending = []  # events not yet in the database, as the JSON text it is sent
-        self._retry_at = 0.0
+        self._writer = None  # the PostgreSQL sink's writer thread, started with the first event
         self._warned = set()
 
     # --- configuration ----------------------------------------------------------------------
@@ -166,41 +167,25 @@ class CallbackModule(CallbackBase):
     def _emit(self, record):
         record = {"v": 1, "time": _now(), "run_id": self._run_id, **record}
         if self._dsn:
-            self._pending.append(canonical(record))
-            self._flush()
+            if self._writer is None:
+                self._writer = DatabaseWriter(self._dsn)
+            self._writer.put(canonical(record))
+            self._report_writer()
         else:
             self._emit_file(record)
 
     # --- the PostgreSQL sink ----------------------------------------------------------------
 
-    RETRY_SECONDS = 2.0  # after a failure, events wait this long before the database is tried again
+    def _drain(self):
+        """Before a task starts: every event so far is committed (the writer has had the time since
+        the last result to do it), unless the database is failing - then the run goes on."""
+        if self._writer is not None:
+            self._writer.drain(timeout=5.0)
+            self._report_writer()
 
-    def _flush(self, final=False):
-        """Send the waiting events in order, each its own committed transaction. On a failure they
-        stay waiting: tried again at a later event (or the run's end), not at every one."""
-        if not self._pending or (not final and time.monotonic() < self._retry_at):
-            return
-        import psycopg
-
-        try:
-            if self._conn is None or self._conn.closed:
-                self._conn = connect_sink(self._dsn)
-            while self._pending:
-                self._conn.execute(APPEND, (self._pending[0],))
-                self._pending.pop(0)
-        except psycopg.Error as exc:
-            self._retry_at = time.monotonic() + self.RETRY_SECONDS
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-            if isinstance(exc, (psycopg.errors.UndefinedFunction, psycopg.errors.InvalidSchemaName)):
-                self._warn_once("not-installed", f"betaskill.payops.audit: {describe_dsn(self._dsn)} has no "
-                                "payops.audit_append yet (run payops:install): this run's events are kept and "
-                                "written as soon as it does")
-            else:
-                self._warn_once(type(exc).__name__, f"betaskill.payops.audit: cannot write the audit trail to "
-                                f"{describe_dsn(self._dsn)}: {sink_error(exc)}. THIS RUN IS NOT BEING AUDITED "
-                                "until it can be; its events are kept and tried again")
+    def _report_writer(self):
+        for key, text in self._writer.take_problems():
+            self._warn_once(key, text)
 
     def _warn_once(self, key, text):
         if key not in self._warned:
@@ -208,14 +193,12 @@ class CallbackModule(CallbackBase):
             self._display.warning(text)
 
     def _close_sink(self):
-        """At the run's end: a last try; what the database still has not taken goes to the file."""
-        self._flush(final=True)
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-        if not self._pending:
+        """At the run's end: the writer's last try; what the database still has not taken goes to the file."""
+        missed = self._writer.stop()
+        self._report_writer()
+        self._writer = None
+        if not missed:
             return
-        missed, self._pending = self._pending, []
         for text in missed:
             self._emit_file(json.loads(text))
         where = self._path if not self._broken else "nowhere (the file cannot be written either)"
@@ -350,6 +333,7 @@ class CallbackModule(CallbackBase):
         }
 
     def v2_runner_on_start(self, host, task):
+        self._drain()
         self._task_starts[(host.get_name(), task._uuid)] = time.monotonic()
 
     def _result(self, result, outcome):
@@ -404,7 +388,7 @@ class CallbackModule(CallbackBase):
                 "duration_ms": round((time.monotonic() - self._started) * 1000) if self._started else None,
             }
         )
-        if self._dsn:
+        if self._writer is not None:
             self._close_sink()
 
 
@@ -431,3 +415,94 @@ def _read_head(path):
 def _count_lines(path):
     with open(path, "rb") as handle:
         return sum(1 for _line in handle)
+
+
+class DatabaseWriter(threading.Thread):
+    """Sends the events to payops.audit_append in order, one committed transaction each, on a thread
+    of its own: the run does not wait for the database's round trip and commit after each result,
+    only - rarely - before the next task starts (drain). When the database fails, the events stay
+    queued and are tried again every RETRY_SECONDS and once more when the run ends; stop() returns
+    those it never could send."""
+
+    RETRY_SECONDS = 2.0
+
+    def __init__(self, dsn):
+        super().__init__(name="payops-audit-writer", daemon=True)
+        self._dsn = dsn
+        self._queue = collections.deque()  # JSON texts, oldest first; the head is sent next
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._failing = False
+        self._problems = []
+        self._conn = None
+        self.start()
+
+    def put(self, text):
+        with self._cond:
+            self._queue.append(text)
+            self._cond.notify()
+
+    def drain(self, timeout):
+        """Wait until every event put so far is committed, unless the database is failing."""
+        with self._cond:
+            self._cond.wait_for(lambda: not self._queue or self._failing, timeout=timeout)
+
+    def take_problems(self):
+        with self._cond:
+            problems, self._problems = self._problems, []
+        return problems
+
+    def stop(self):
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        self.join(timeout=30)
+        with self._cond:
+            return list(self._queue)
+
+    def run(self):
+        import psycopg
+
+        while True:
+            with self._cond:
+                if self._failing:  # the next try: after RETRY_SECONDS, or now when the run ends
+                    self._cond.wait_for(lambda: self._stopping, timeout=self.RETRY_SECONDS)
+                else:
+                    self._cond.wait_for(lambda: self._queue or self._stopping)
+                if not self._queue:
+                    if self._stopping:
+                        break
+                    continue
+                text = self._queue[0]
+            try:
+                if self._conn is None:
+                    self._conn = connect_sink(self._dsn)
+                self._conn.execute(APPEND, (text,))
+            except psycopg.Error as exc:
+                self._failed(psycopg, exc)
+                if self._stopping:
+                    break
+                continue
+            with self._cond:
+                self._queue.popleft()
+                self._failing = False
+                self._cond.notify_all()
+        if self._conn is not None:
+            self._conn.close()
+
+    def _failed(self, psycopg, exc):
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        if isinstance(exc, (psycopg.errors.UndefinedFunction, psycopg.errors.InvalidSchemaName)):
+            problem = ("not-installed", f"betaskill.payops.audit: {describe_dsn(self._dsn)} has no payops.audit_append "
+                       "yet (run payops:install): this run's events are kept and written as soon as it does")
+        else:
+            problem = (type(exc).__name__, f"betaskill.payops.audit: cannot write the audit trail to "
+                       f"{describe_dsn(self._dsn)}: {sink_error(exc)}. THIS RUN IS NOT BEING AUDITED until it "
+                       "can be; its events are kept and tried again")
+        with self._cond:
+            self._failing = True
+            self._problems.append(problem)
+            self._cond.notify_all()
+
