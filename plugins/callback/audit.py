@@ -40,8 +40,9 @@ options:
         goes to the table C(payops.audit_trail) of that database instead of the file, one row per
         event, each its own committed transaction, sent in order by a thread of the callback so that
         the run does not wait for each round trip; every event is committed before the next task
-        starts (a run killed mid-way leaves every finished task recorded). The database numbers, stamps and hashes each row under an advisory lock, so
-        jobs on several controllers at once make one chain (schema/migrations/0004_audit_trail.sql).
+        starts (a run killed mid-way leaves every finished task recorded). The database numbers,
+        stamps and hashes each row under an advisory lock, so jobs on several controllers at once
+        make one chain (schema/migrations/0004_audit_trail.sql).
       - The DSN's role needs only EXECUTE on C(payops.audit_append) (the role C(payops_audit_writer)).
         The DSN is a secret; it never appears in output or the trail.
       - When the database cannot be written, the events are kept and written at the next event

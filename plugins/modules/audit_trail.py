@@ -120,6 +120,7 @@ pruned:
   returned: action is archive
 """
 
+import calendar
 import datetime
 import hashlib
 import json
@@ -153,8 +154,10 @@ def month_start(day):
 
 
 def add_months(start, months):
+    """The same day and time `months` later (or earlier), on the month's last day when it is shorter."""
     index = start.year * 12 + start.month - 1 + months
-    return start.replace(year=index // 12, month=index % 12 + 1)
+    year, month = index // 12, index % 12 + 1
+    return start.replace(year=year, month=month, day=min(start.day, calendar.monthrange(year, month)[1]))
 
 
 class AuditTrail:
