@@ -506,4 +506,3 @@ class DatabaseWriter(threading.Thread):
             self._failing = True
             self._problems.append(problem)
             self._cond.notify_all()
-

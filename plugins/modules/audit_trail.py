@@ -48,6 +48,9 @@ options:
     description: With C(verify), fail the task when the trail is not intact.
     type: bool
     default: false
+extends_documentation_fragment:
+  - betaskill.payops.payops_db
+  - betaskill.payops.payops_s3
 notes:
   - Takes the database options of the C(betaskill.payops.database) group and the bucket options of the
     C(betaskill.payops.s3) group (O(prefix) defaults to C(payops)); the role needs to read the trail,
@@ -396,7 +399,7 @@ class AuditTrail:
         anchors = {}
         for key in self.keys("anchors"):
             name = key.rsplit("/", 1)[1].removesuffix(".json")
-            seq, _, digest = name.partition("-")
+            seq, _dash, digest = name.partition("-")
             if seq.isdigit() and len(digest) == 64:
                 anchors[int(seq)] = (digest, key)
         walk = ChainWalk(anchors)
