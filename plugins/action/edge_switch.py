@@ -30,6 +30,7 @@ ARGUMENT_SPEC = dict(
     host_header=dict(type="str"),
     settle=dict(type="float", default=0.5),
     timeout=dict(type="float", default=10.0),
+    known_absent=dict(type="list", elements="str", choices=list(SWITCHES), default=[]),
     force_reload=dict(type="bool", default=False),
 )
 
@@ -47,8 +48,14 @@ class ActionModule(ActionBase):
         row = dict(component=f"edge {host}", state=wanted, value="", target=wanted, detail="")
         result.update(row=row, reloads=0)
 
-        applied = self._execute_module(module_name=MODULE, module_args=args, task_vars=task_vars)
+        if not args["enabled"] and name in args["known_absent"] and not self._task.check_mode:
+            # An earlier step of this run found the file absent: nothing to write, only to observe.
+            applied = {"changed": False, "reloaded": False, "absent": args["known_absent"],
+                       "path": f"{args['directory']}/switch-{name}.conf"}
+        else:
+            applied = self._execute_module(module_name=MODULE, module_args=args, task_vars=task_vars)
         result["path"] = applied.get("path", "")
+        result["absent"] = applied.get("absent", [])
         if "diff" in applied:
             result["diff"] = applied["diff"]
         if applied.get("failed"):
@@ -74,6 +81,7 @@ class ActionModule(ActionBase):
                 return self._down(result, row, name, host, "failed", again.get("msg", "the reload failed"))
             reloads += 1
             repaired = True
+            result["absent"] = again.get("absent", [])
             result["changed"] = True
             observed, error = self._observe(args, timeout=args["timeout"], settle=args["settle"])
         result.update(observed=observed, reloads=reloads)
