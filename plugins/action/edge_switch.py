@@ -67,8 +67,9 @@ class ActionModule(ActionBase):
             return result
 
         reloads = 1 if applied.get("reloaded") else 0
-        # Without a reload the first answer is final; after one, old workers answer for a moment.
-        observed, error = self._observe(args, timeout=1.0 if reloads else 0.0,
+        # Without a reload the first answer is final; after one, old workers answer for a moment
+        # (a busy host takes longer to start the new ones: 3 s before trying a second reload).
+        observed, error = self._observe(args, timeout=min(3.0, args["timeout"]) if reloads else 0.0,
                                         settle=args["settle"] if reloads else 0.0)
         repaired = False
         if error is None and not observed["holds"]:
