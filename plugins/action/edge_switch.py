@@ -3,7 +3,8 @@
 """The controller half of betaskill.payops.edge_switch (documented in plugins/modules/edge_switch.py).
 
 The module half runs on the web host: the rule file, the configuration test and the reload, one
-module process. This half then observes the host's nginx from the controller, in this process
+module process, spent only when the file is not as wanted already (read first with one shell
+command). This half then observes the host's nginx from the controller, in this process
 (an HTTP client, no module process of its own), reloads once more through the module when nginx
 does not serve what the file says, and returns the host's verdict row; a host that does not hold
 fails, named in the message.
@@ -11,14 +12,18 @@ fails, named in the message.
 
 from __future__ import annotations
 
+import shlex
+
 from ansible.plugins.action import ActionBase
 from ansible_collections.betaskill.payops.plugins.module_utils.payops_edge_probe import (
     ESSENTIALS,
     SWITCHES,
     observe,
 )
+from ansible_collections.betaskill.payops.plugins.modules.edge_switch import rule
 
 MODULE = "betaskill.payops.edge_switch"
+UNKNOWN = object()  # the rule file could not be read: the module finds out
 ARGUMENT_SPEC = dict(
     name=dict(type="str", required=True, choices=list(SWITCHES)),
     enabled=dict(type="bool", required=True),
@@ -30,7 +35,6 @@ ARGUMENT_SPEC = dict(
     host_header=dict(type="str"),
     settle=dict(type="float", default=0.5),
     timeout=dict(type="float", default=10.0),
-    known_absent=dict(type="list", elements="str", choices=list(SWITCHES), default=[]),
     force_reload=dict(type="bool", default=False),
 )
 
@@ -48,14 +52,13 @@ class ActionModule(ActionBase):
         row = dict(component=f"edge {host}", state=wanted, value="", target=wanted, detail="")
         result.update(row=row, reloads=0)
 
-        if not args["enabled"] and name in args["known_absent"] and not self._task.check_mode:
-            # An earlier step of this run found the file absent: nothing to write, only to observe.
-            applied = {"changed": False, "reloaded": False, "absent": args["known_absent"],
-                       "path": f"{args['directory']}/switch-{name}.conf"}
+        path = f"{args['directory'].rstrip('/')}/switch-{name}.conf"
+        if not args["force_reload"] and self._rule_on_host(path) == (rule(name) if args["enabled"] else None):
+            # Already as wanted on disk (read with one shell command): nothing to write, only to observe.
+            applied = {"changed": False, "reloaded": False, "path": path}
         else:
             applied = self._execute_module(module_name=MODULE, module_args=args, task_vars=task_vars)
         result["path"] = applied.get("path", "")
-        result["absent"] = applied.get("absent", [])
         if "diff" in applied:
             result["diff"] = applied["diff"]
         if applied.get("failed"):
@@ -82,7 +85,6 @@ class ActionModule(ActionBase):
                 return self._down(result, row, name, host, "failed", again.get("msg", "the reload failed"))
             reloads += 1
             repaired = True
-            result["absent"] = again.get("absent", [])
             result["changed"] = True
             observed, error = self._observe(args, timeout=args["timeout"], settle=args["settle"])
         result.update(observed=observed, reloads=reloads)
@@ -97,8 +99,19 @@ class ActionModule(ActionBase):
             return self._down(result, row, name, host, row["value"],
                               "nginx did not take the switch within the deadline")
         if repaired:
-            row["detail"] = "nginx served the previous state until it was reloaded a second time"
+            row["detail"] = ("nginx served the previous state until it was reloaded a second time" if reloads > 1
+                             else "nginx did not serve the file until it was reloaded (an earlier run did not reload)")
         return result
+
+    def _rule_on_host(self, path):
+        """The rule file's content on the host, None when it is absent, UNKNOWN when it cannot be told."""
+        command = f"test -e {shlex.quote(path)} || exit 3; cat -- {shlex.quote(path)}"
+        answer = self._low_level_execute_command(command, sudoable=True)
+        if answer.get("rc") == 3:
+            return None
+        if answer.get("rc") == 0:
+            return answer.get("stdout", "")
+        return UNKNOWN
 
     def _observe(self, args, timeout, settle):
         return observe(args["url"], switch=args["name"], enabled=args["enabled"], timeout=timeout, settle=settle,

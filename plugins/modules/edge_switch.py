@@ -17,6 +17,8 @@ description:
     process (the action half of this module), as a client would ask.
   - A configuration that fails the test puts the previous rule file back and fails the host;
     nginx keeps serving the previous configuration.
+  - The action half first reads the rule file with one shell command (no module process); when it is
+    already as wanted, the module does not run and the step only observes.
   - Idempotent - a rule file already as wanted is not written and nginx is not reloaded; when nginx
     does not serve what the file says (a run interrupted between writing and reloading) it is
     reloaded once more, and the verdict says so.
@@ -73,15 +75,6 @@ options:
     description: Seconds to wait for nginx to serve the wanted state after a reload.
     type: float
     default: 10
-  known_absent:
-    description:
-      - Switches whose rule files an earlier step of the same run found absent on this host (its
-        RV(absent)). Turning one of them off then needs no module process - the action only
-        observes, and runs the module (with a reload) when nginx does not serve it off.
-    type: list
-    elements: str
-    choices: [payments_stopped, maintenance, lockdown]
-    default: []
   force_reload:
     description:
       - Test and reload even when the rule file is already as wanted. The action sets it itself on
@@ -121,12 +114,6 @@ reloads:
   returned: always
   type: int
   sample: 1
-absent:
-  description: The switches whose rule files are absent from O(directory) afterwards (a later O(known_absent)).
-  returned: always
-  type: list
-  elements: str
-  sample: [lockdown, maintenance]
 observed:
   description:
     - What the controller saw - holds, seconds, blocked, essentials and switches
@@ -148,10 +135,6 @@ SWITCHES = ["payments_stopped", "maintenance", "lockdown"]
 def rule(name):
     """The rule file's content while the switch is on; the rules reading the variable are in nginx.conf."""
     return f"# Written by payops: {name} is on.\nset $payops_{name} 1;\n"
-
-
-def absent(directory):
-    return [name for name in SWITCHES if not os.path.exists(os.path.join(directory, f"switch-{name}.conf"))]
 
 
 def read(path):
@@ -203,7 +186,6 @@ def main():
             host_header=dict(type="str"),
             settle=dict(type="float", default=0.5),
             timeout=dict(type="float", default=10.0),
-            known_absent=dict(type="list", elements="str", choices=SWITCHES, default=[]),
             force_reload=dict(type="bool", default=False),
         ),
         supports_check_mode=True,
@@ -213,7 +195,7 @@ def main():
     before = read(path)
     after = rule(params["name"]) if params["enabled"] else None
     changed = before != after
-    result = dict(changed=changed, path=path, reloaded=False, absent=absent(params["directory"]))
+    result = dict(changed=changed, path=path, reloaded=False)
     if changed:
         result["diff"] = dict(before=before or "", after=after or "", before_header=path, after_header=path)
     if module.check_mode or not (changed or params["force_reload"]):
@@ -232,7 +214,7 @@ def main():
     error = run(module, params["reload_command"], "the reload of nginx")
     if error:
         module.fail_json(msg=error, **result)
-    result.update(reloaded=True, absent=absent(params["directory"]))
+    result["reloaded"] = True
     module.exit_json(**result)
 
 
