@@ -91,93 +91,34 @@ essentials:
   sample: {"GET /api/health": 200, "POST /api/webhooks/ikhokha": 401}
 """
 
-import json
-import time
-import urllib.error
-
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.urls import open_url
-
-
-def fetch(url, method="GET", headers=None, timeout=5.0):
-    """(status, content type, body) without raising on HTTP errors; status None when unreachable."""
-    data = b"{}" if method == "POST" else None
-    headers = dict(headers or {})
-    if data is not None:
-        headers["Content-Type"] = "application/json"
-    try:
-        with open_url(url, data=data, method=method, headers=headers, timeout=timeout) as response:
-            return response.status, response.headers.get("Content-Type", ""), response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.headers.get("Content-Type", ""), error.read()
-    except (urllib.error.URLError, OSError) as error:
-        return None, "", str(getattr(error, "reason", error)).encode()
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_edge_probe import (
+    ESSENTIALS,
+    SWITCHES,
+    observe,
+)
 
 
 def main():
     module = AnsibleModule(
         argument_spec=dict(
             url=dict(type="str", required=True),
-            switch=dict(type="str", choices=["payments_stopped", "maintenance", "lockdown"]),
+            switch=dict(type="str", choices=list(SWITCHES)),
             enabled=dict(type="bool", default=True),
             timeout=dict(type="float", default=10.0),
             settle=dict(type="float", default=0.5),
-            essentials=dict(type="list", elements="str", default=["GET /api/health", "POST /api/webhooks/ikhokha"]),
+            essentials=dict(type="list", elements="str", default=list(ESSENTIALS)),
             host_header=dict(type="str"),
         ),
         supports_check_mode=True,
     )
     params = module.params
-    base = params["url"].rstrip("/")
-    headers = {"Host": params["host_header"]} if params["host_header"] else {}
-    wanted = 1 if params["enabled"] else 0
-    started = time.monotonic()
-    deadline = started + params["timeout"]
-    switches, last_error = None, None
-    # After a reload the old workers keep accepting connections until the master has started the
-    # new ones and told the old ones to stop (100 ms, longer on a busy host): one answer in the
-    # new state does not prove that every answer is. It holds once it keeps showing for `settle`.
-    settle = params["settle"]
-    streak = None  # when the wanted state started showing without a break
-    while True:
-        status, _content_type, body = fetch(f"{base}/.payops/switches", headers=headers)
-        showing = False
-        if status == 200:
-            try:
-                switches = json.loads(body)
-                last_error = None
-                showing = params["switch"] is None or switches.get(params["switch"]) == wanted
-            except ValueError:
-                last_error = "/.payops/switches did not answer JSON"
-        elif status is None:
-            last_error = f"no answer from {base}: {body.decode(errors='replace')}"
-        else:
-            last_error = f"/.payops/switches answered HTTP {status} (is this controller in the operator allowlist?)"
-        now = time.monotonic()
-        streak = (streak or now) if showing else None
-        holds = streak is not None and now - streak >= settle
-        # A streak that began before the deadline may finish settling after it.
-        if holds or (now >= deadline and (streak is None or now >= deadline + settle)):
-            break
-        time.sleep(0.05)
-    seconds = round((streak if holds else time.monotonic()) - started, 3)
-
-    outside = {**headers, "X-Payops-Probe": "outside"}
-    essentials, blocked = {}, []
-    for item in params["essentials"]:
-        method, _sep, path = item.partition(" ")
-        status, content_type, _body = fetch(base + path, method=method.upper(), headers=outside)
-        essentials[item] = status
-        # A switch rule's refusal is nginx's own page; the app itself always answers JSON.
-        if status in (403, 503) and "json" not in content_type:
-            blocked.append(item)
-
-    result = dict(changed=False, holds=holds, seconds=seconds, blocked=blocked, essentials=essentials)
-    if switches is not None:
-        result["switches"] = switches
-    if last_error and switches is None:
-        module.fail_json(msg=last_error, **result)
-    module.exit_json(**result)
+    result, error = observe(params["url"], switch=params["switch"], enabled=params["enabled"],
+                            timeout=params["timeout"], settle=params["settle"],
+                            essentials=params["essentials"], host_header=params["host_header"])
+    if error:
+        module.fail_json(msg=error, changed=False, **result)
+    module.exit_json(changed=False, **result)
 
 
 if __name__ == "__main__":

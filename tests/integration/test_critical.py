@@ -51,6 +51,7 @@ SWITCHES = ("payments_stopped", "maintenance", "lockdown")
 CALLBACK_PAYMENTS = 300
 DRILL_OPERATOR = "critical-drill"
 EDGE_ROLE = "betaskill.payops.edge"
+EDGE_SWITCH = "betaskill.payops.edge_switch"
 
 # (command, its arguments, the switches on afterwards). Switches go on in one order and come off in
 # another; payment:resume and system:recover each bring checkouts back.
@@ -534,6 +535,21 @@ def test_checkout_is_refused_exactly_while_switches_say_so(drill):
     assert stopped["error"] == "payments_stopped" and "message" in stopped
 
 
+def test_each_switch_holds_after_its_own_reload(drill):
+    """Every edge verdict of the drill held from the first reload: a switch whose file was written
+    but whose reload did not take (nginx serving the previous state until the procedure reloaded
+    it once more) says so in its row, and counts as a regression here."""
+    rows = []
+    for step in drill.steps:
+        reports = sorted(step.run.run_dir.glob("switch-*.json")) + sorted(step.run.run_dir.glob("system-recover.json"))
+        assert len(reports) == 1, (step.command, reports)
+        rows += [(step.command, row) for row in json.loads(reports[0].read_text())["rows"]
+                 if row["component"].startswith("edge ")]
+    assert len(rows) == len(drill.steps) + 2, rows  # system:recover has a row per switch
+    assert [(command, row) for command, row in rows
+            if row["state"] == "down" or row["detail"] or not row["value"].startswith("serves ")] == []
+
+
 def test_maintenance_and_lockdown_refuse_outsiders_only(drill):
     problems = []
     for step in drill.steps:
@@ -601,7 +617,7 @@ def test_recover_settles_a_lost_callback_exactly_once(drill, sandbox, db):
 def test_the_drill_is_audited_without_secrets(drill, sandbox, run_env):
     log = Path(run_env["PAYOPS_AUDIT_LOG"])
     lines = [json.loads(line) for line in log.read_text().splitlines()]
-    for step in drill.steps:
+    for index, step in enumerate(drill.steps):
         run_id = step.run.run_dir.name
         own = [line for line in lines if line.get("run_id") == run_id]
         starts = [line for line in own if line["event"] == "run_start"]
@@ -611,15 +627,18 @@ def test_the_drill_is_audited_without_secrets(drill, sandbox, run_env):
         assert starts[0]["source"] == "payops"
         assert ends[0]["result"] == "successful"
         tasks = [line for line in own if line["event"] == "task" and not line.get("skipped")]
-        # The edge role's tasks, named by the role's fully qualified name since the collection.
-        edge = [line for line in tasks
-                if line["host"] == "web-1" and line["task"].startswith(f"{EDGE_ROLE} : Edge | Turn")]
-        observed = [line for line in tasks if line["host"] == "web-1"
-                    and line["task"] == f"{EDGE_ROLE} : Edge | Observe the switch from outside"]
+        # The edge role's one task per switch (the file, the test, the reload, the observation from
+        # outside), named by the role's fully qualified name since the collection.
+        edge = [line for line in tasks if line["host"] == "web-1"
+                and line["task"] == f"{EDGE_ROLE} : Edge | Set the switch, reload nginx and observe it from outside"]
+        assert [line["module"] for line in edge] == [EDGE_SWITCH] * len(edge), step.command
         database = [line for line in tasks
                     if line.get("module", "").endswith("payops_switch") and "query" not in json.dumps(line["args"])]
-        expected_switches = 3 if step.command == "system:recover" else 1
-        assert len(edge) == len(observed) == len(database) == expected_switches, step.command
+        # system:recover lifts the three switches at the edge, each in turn, and in the database
+        # those that were on there when it started (the others it leaves alone: nothing to change).
+        recover = step.command == "system:recover"
+        assert len(edge) == (3 if recover else 1), step.command
+        assert len(database) == (len(drill.steps[index - 1].on) if recover else 1), step.command
     verify = subprocess.run([sys.executable, "-m", "payops.cli", "audit", "verify", str(log)], cwd=ROOT,
                             capture_output=True, text=True, timeout=120, check=False)
     assert verify.returncode == 0, verify.stdout + verify.stderr
