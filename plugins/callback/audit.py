@@ -129,6 +129,7 @@ class CallbackModule(CallbackBase):
         self._broken = None
         self._dsn = None
         self._writer = None  # the PostgreSQL sink's writer thread, started with the first event
+        self._templated_hosts = set()  # hosts whose full variables' secrets are learned
         self._warned = set()
 
     # --- configuration ----------------------------------------------------------------------
@@ -316,6 +317,13 @@ class CallbackModule(CallbackBase):
                 self._learn_secrets(group.get_vars())
         if not hosts:
             return
+        # Templating one host's full variables is the costly part (each secret may be a lookup):
+        # once per first host for the run. A later play on the same host only brings its own
+        # variables; they are templated when one of them has a secret name.
+        first = hosts[0].get_name()
+        play_secrets = {name for name in (play.get_vars() or {}) if self._redactor.is_secret_name(name)}
+        if first in self._templated_hosts and not play_secrets:
+            return
         try:
             from ansible.template import Templar
 
@@ -323,6 +331,9 @@ class CallbackModule(CallbackBase):
             templar = Templar(loader=play._loader, variables=variables)
         except Exception:  # learning secrets must never break a run; the raw values are known
             return
+        if first in self._templated_hosts:
+            variables = {name: variables[name] for name in play_secrets if name in variables}
+        self._templated_hosts.add(first)
         self._learn_secrets(variables, templar)
 
     def _context(self):

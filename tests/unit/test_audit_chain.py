@@ -118,3 +118,23 @@ def test_a_recomputed_hash_does_not_hide_an_edit(chain):
 
 def test_a_missing_file_is_not_intact(tmp_path):
     assert not audit.verify(tmp_path / "nothing.jsonl").intact
+
+
+def test_a_secret_of_a_later_play_on_the_same_host_is_still_removed(tmp_path):
+    """The callback templates a host's full variables once per run; a later play's own secret-named
+    variable is learned all the same, and a value shown through another name is removed."""
+    log = tmp_path / "audit.jsonl"
+    (tmp_path / "play.yml").write_text(
+        "- name: First\n  hosts: localhost\n  gather_facts: false\n"
+        "  vars:\n    api_token: \"{{ 'tok' ~ 'en-one-9f3a' }}\"\n"
+        "  tasks:\n    - name: Show it\n      ansible.builtin.debug:\n        msg: \"{{ api_token }}\"\n"
+        "- name: Second\n  hosts: localhost\n  gather_facts: false\n"
+        "  vars:\n    db_password: \"{{ 'pass' ~ 'word-two-7c1e' }}\"\n"
+        "  tasks:\n    - name: Show it\n      ansible.builtin.debug:\n        msg: \"{{ db_password }}\"\n")
+    env = {"PATH": str(Path(sys.executable).parent), "HOME": str(tmp_path), "PAYOPS_AUDIT_LOG": str(log),
+           "ANSIBLE_CALLBACKS_ENABLED": "betaskill.payops.audit"}
+    subprocess.run([str(Path(sys.executable).with_name("ansible-playbook")), "-i", "localhost,", "-c", "local",
+                    "play.yml"], cwd=tmp_path, env=env, check=True, capture_output=True, timeout=120)
+    text = log.read_text()
+    assert "token-one-9f3a" not in text and "password-two-7c1e" not in text
+    assert audit.verify(log).intact
