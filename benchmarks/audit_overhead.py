@@ -16,8 +16,11 @@ postgres, none, file, ...) so that a slow moment of the machine falls on all of 
   postgres  betaskill.payops.audit to payops.audit_trail in the sandbox's database, as the sandbox's
             payops_audit login (PAYOPS_AUDIT_DSN): one committed row per event
 
-Prints each way's median wall time of --runs and its ratio to none. The rows the postgres runs add
-stay in the sandbox's trail (they are a real trail's rows). Not a test: it never fails on a time.
+Prints each way's median wall time of --runs and its ratio to none, and the same for CPU time (user +
+system of ansible-playbook and its workers, from wait4): on a busy machine wall times move with
+the other load, CPU times much less. The postgres sink's work inside PostgreSQL is not in them.
+The rows the postgres runs add stay in the sandbox's trail (they are a real trail's rows).
+Not a test: it never fails on a time.
 """
 
 from __future__ import annotations
@@ -57,12 +60,17 @@ def write_playbook(folder: Path, tasks: int) -> Path:
     return path
 
 
-def timed(playbook: Path, env: dict[str, str]) -> float:
+def timed(playbook: Path, env: dict[str, str]) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (user + system of ansible-playbook and every process it waited for)."""
     started = time.monotonic()
-    subprocess.run([str(BIN / "ansible-playbook"), "-i", "localhost,", str(playbook),
-                    "-e", f"ansible_python_interpreter={sys.executable}"],
-                   cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
-    return time.monotonic() - started
+    process = subprocess.Popen([str(BIN / "ansible-playbook"), "-i", "localhost,", str(playbook),
+                                "-e", f"ansible_python_interpreter={sys.executable}"],
+                               cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode:
+        raise SystemExit(f"ansible-playbook failed ({process.returncode}) with {sorted(set(env) - set(os.environ))}")
+    return time.monotonic() - started, usage.ru_utime + usage.ru_stime
 
 
 def main() -> int:
@@ -86,20 +94,26 @@ def main() -> int:
             "postgres": {**base, "PAYOPS_AUDIT_DSN": status["audit_dsn"]},
         }
         times: dict[str, list[float]] = {name: [] for name in ways}
+        cpu: dict[str, list[float]] = {name: [] for name in ways}
         for env in ways.values():  # one warm-up each: imports, the page cache, the first connection
             timed(playbook, env)
         for _ in range(args.runs):
             for name, env in ways.items():
-                times[name].append(timed(playbook, env))
+                wall, used = timed(playbook, env)
+                times[name].append(wall)
+                cpu[name].append(used)
         lines = sum(1 for _ in (folder / "audit.jsonl").open())
 
     none = statistics.median(times["none"])
+    none_cpu = statistics.median(cpu["none"])
     print(f"{args.tasks} tasks, median of {args.runs} runs each (interleaved), load average "
           f"{os.getloadavg()[0]:.2f}; the file sink wrote {lines} lines")
-    print(f"  {'way':<10} {'median s':>9} {'min s':>7} {'max s':>7} {'ratio':>7}")
+    print(f"  {'way':<10} {'median s':>9} {'min s':>7} {'max s':>7} {'ratio':>7} {'cpu s':>7} {'cpu ratio':>9}")
     for name, values in times.items():
         median = statistics.median(values)
-        print(f"  {name:<10} {median:9.2f} {min(values):7.2f} {max(values):7.2f} {median / none:7.3f}x")
+        used = statistics.median(cpu[name])
+        print(f"  {name:<10} {median:9.2f} {min(values):7.2f} {max(values):7.2f} {median / none:7.3f}x"
+              f" {used:7.2f} {used / none_cpu:8.3f}x")
     return 0
 
 

@@ -116,6 +116,7 @@ class CallbackModule(CallbackBase):
         super().__init__(display=display)
         self._path = None
         self._head_path = None
+        self._head_fd = None  # the head file, open for the run: rewritten in place after each line
         self._cache = None  # (size of the log after our last write, its last hash)
         self._run_id = os.environ.get("PAYOPS_RUN_ID") or str(uuid.uuid4())
         self._playbook = None
@@ -254,10 +255,17 @@ class CallbackModule(CallbackBase):
         return prev, count
 
     def _write_head(self, count, last_hash):
-        temporary = f"{self._head_path}.{os.getpid()}"
-        with open(temporary, "w", encoding="utf-8") as handle:
-            json.dump({"lines": count, "hash": last_hash}, handle)
-        os.replace(temporary, self._head_path)
+        """The head file after each line, under the log's lock: one write of HEAD_BYTES at offset 0 of
+        a file kept open (a temporary file renamed over it cost ~1 ms a line, a fifth of a 200-task
+        run's overhead). The JSON is padded with spaces to a fixed length, so each write replaces
+        all of it and the file never holds two heads' bytes."""
+        text = json.dumps({"lines": count, "hash": last_hash}).ljust(HEAD_BYTES - 1) + "\n"
+        if self._head_fd is None:
+            self._head_fd = os.open(self._head_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+            os.pwrite(self._head_fd, text.encode("utf-8"), 0)
+            os.ftruncate(self._head_fd, HEAD_BYTES)  # a longer head of an earlier version, cut
+            return
+        os.pwrite(self._head_fd, text.encode("utf-8"), 0)
 
     # --- events -----------------------------------------------------------------------------
 
@@ -402,6 +410,9 @@ class CallbackModule(CallbackBase):
         )
         if self._writer is not None:
             self._close_sink()
+        if self._head_fd is not None:
+            os.close(self._head_fd)
+            self._head_fd = None
 
 
 def _arguments(task):
@@ -410,6 +421,9 @@ def _arguments(task):
     if task.action in ("validate_argument_spec", "ansible.builtin.validate_argument_spec"):
         return {"provided_arguments": args.get("provided_arguments", {})}
     return args
+
+
+HEAD_BYTES = 128  # {"lines": ..., "hash": 64 hex digits} is 90 bytes with a 20-digit count
 
 
 def _now():
