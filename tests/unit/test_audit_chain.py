@@ -47,6 +47,9 @@ def test_a_trail_written_before_the_rename_verifies_and_the_renamed_callback_cha
     assert json.loads(lines[4])["prev"] == json.loads(old[-1])["hash"]
     assert json.loads(lines[4])["operator"] == "after-rename"
     assert audit.verify(log).intact
+    # The head is rewritten in place, at a fixed length: the earlier, shorter head is fully replaced.
+    head = Path(f"{log}.head").read_bytes()
+    assert len(head) == 128 and json.loads(head) == {"lines": len(lines), "hash": json.loads(lines[-1])["hash"]}
 
 
 def test_an_intact_chain_verifies(tmp_path):
