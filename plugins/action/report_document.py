@@ -1,0 +1,84 @@
+# Copyright: payops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The controller half of betaskill.payops.report_document (documented in
+plugins/modules/report_document.py): the report's three files written in the controller's own
+process, every string scrubbed of card numbers, e-mail addresses and the play's secrets."""
+
+from __future__ import annotations
+
+import os
+
+from ansible.errors import AnsibleError
+from ansible.plugins.action import ActionBase
+from ansible_collections.betaskill.payops.plugins.module_utils import payops_report
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_redact import Redactor
+from ansible_collections.betaskill.payops.plugins.modules.report_document import ARGUMENT_SPEC
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False
+    _requires_connection = False
+
+    def _redactor(self, task_vars):
+        """The values of the play's secret-named variables (payops_db_password, payops_notify_url, ...)."""
+        redactor = Redactor()
+        for name in list(task_vars):
+            if not redactor.is_secret_name(name):
+                continue
+            try:
+                redactor.learn(self._templar.template(task_vars[name]))
+            except AnsibleError:
+                continue
+        return redactor
+
+    def run(self, tmp=None, task_vars=None):
+        result = super().run(tmp, task_vars)
+        del tmp
+        _validation, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+        try:
+            kpis = [payops_report.kpi(item["name"], _number(item["name"], item["value"]), item["unit"],
+                                      item["target"], item["op"], item["detail"], item["digits"])
+                    for item in args["kpis"]]
+        except ValueError as exc:
+            result.update(failed=True, msg=str(exc))
+            return result
+        report = payops_report.report_document(
+            args["title"], args["name"], args["period"], kpis, args["tables"], args["charts"],
+            args["summary"], args["details"])
+        report = payops_report.scrub(report, self._redactor(task_vars or {}))
+        problems = payops_report.check_document(report)
+        if problems:
+            result.update(failed=True, msg=f"report {args['name']} is not well formed: " + "; ".join(problems))
+            return result
+        paths = {kind: os.path.join(args["dir"], f"{args['name']}.{extension}")
+                 for kind, extension in (("html", "html"), ("json", "json"), ("markdown", "md"))}
+        try:
+            with open(args["html_template"], encoding="utf-8") as handle:
+                html = payops_report.render_html(report, handle.read())
+            with open(args["markdown_template"], encoding="utf-8") as handle:
+                markdown = payops_report.render_markdown(report, handle.read())
+            payops_report.write_report(paths["json"], report)
+            payops_report.write_text(paths["html"], html)
+            payops_report.write_text(paths["markdown"], markdown)
+        except OSError as exc:
+            result.update(failed=True, msg=f"cannot write report {args['name']}: {exc}")
+            return result
+        verdicts = {verdict: 0 for verdict in payops_report.VERDICTS}
+        for item in kpis:
+            verdicts[item["verdict"]] += 1
+        result.update(changed=False, markdown_text=markdown, verdicts=verdicts,
+                      missed=[item["name"] for item in kpis if item["verdict"] == "missed"], **paths)
+        return result
+
+
+def _number(name, value):
+    """A KPI's value: a number, or None for no data. A string that holds a number is read."""
+    if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+        return value
+    try:
+        text = str(value).strip()
+        if text in ("", "None", "null"):
+            return None
+        return int(text) if text.lstrip("-").isdigit() else float(text)
+    except ValueError:
+        raise ValueError(f"KPI {name!r}: value must be a number or null (no data), got {value!r}") from None
