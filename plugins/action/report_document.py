@@ -23,7 +23,8 @@ class ActionModule(ActionBase):
         """The values of the play's secret-named variables (payops_db_password, payops_notify_url, ...)."""
         redactor = Redactor()
         for name in list(task_vars):
-            if not redactor.is_secret_name(name):
+            # The platform's variables and the vault's: a procedure's own names (a report_key) are no secret.
+            if not name.startswith(("payops_", "vault_")) or not redactor.is_secret_name(name):
                 continue
             try:
                 redactor.learn(self._templar.template(task_vars[name]))

@@ -1,11 +1,29 @@
 # Copyright: payops contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Filters of the reports (issue 14): KPIs as verdict rows, and the daily summary's document made
-from what the sources answered. The verdicts themselves are payops_report's."""
+"""Filters of the reports (issue 14): report periods, KPIs as verdict rows, and the daily summary's
+document made from what the sources answered. Verdicts are payops_report's, periods payops_time's."""
 
 from __future__ import annotations
 
-from ansible_collections.betaskill.payops.plugins.module_utils import payops_report
+from ansible_collections.betaskill.payops.plugins.module_utils import payops_report, payops_time
+
+NOT_AVAILABLE = "not available"
+
+
+def report_day(text, timezone=payops_time.DEFAULT_TIMEZONE, variable="day"):
+    """The calendar day as a period, or {error: <sentence naming the variable>}."""
+    try:
+        return payops_time.parse_day(text, timezone, variable=variable)
+    except ValueError as exc:
+        return {"error": str(exc)}
+
+
+def report_window(since, until="", timezone=payops_time.DEFAULT_TIMEZONE, max_days=payops_time.MAX_WINDOW_DAYS):
+    """The window [since, until) as a period, or {error: <sentence naming the variable>}."""
+    try:
+        return payops_time.parse_window(since, until, timezone, max_days=int(max_days))
+    except ValueError as exc:
+        return {"error": str(exc)}
 
 
 def report_kpi_rows(kpis):
@@ -15,6 +33,189 @@ def report_kpi_rows(kpis):
     return payops_report.kpi_rows(judged)
 
 
+def prometheus_value(answer):
+    """The single number of a Prometheus instant query's JSON answer (text or parsed); None when
+    Prometheus did not answer, the query failed, or the vector is empty (no series: no data)."""
+    import json
+    import math
+
+    if not answer:
+        return None
+    try:
+        data = json.loads(answer) if isinstance(answer, str) else answer
+        result = data["data"]["result"]
+        if data.get("status") != "success" or not result:
+            return None
+        value = float(result[0]["value"][1])
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None
+    return None if math.isnan(value) or math.isinf(value) else value
+
+
+def _percent(part, whole):
+    return None if not whole else round(100.0 * part / whole, 2)
+
+
+def _within(alert, period):
+    first, last = alert.get("first_seen") or "", alert.get("last_seen") or ""
+    return first < period["until"] and last >= period["start"]
+
+
+def daily_summary(sources, period, targets):
+    """The daily summary's report parts {summary, kpis, tables, charts, details} from what each
+    source answered (sources: db, prometheus, alerts_fired, alerts_open, backups, unavailable).
+    A source that has nothing gives None (no data), never 0."""
+    db = sources.get("db") or {}
+    prom = sources.get("prometheus") or {}
+    unavailable = sources.get("unavailable") or {}
+    counts = db.get("counts") or {}
+    completed, failed = counts.get("completed", 0), counts.get("failed", 0)
+    finished = completed + failed
+    success = _percent(completed, finished)
+    requests = prom.get("requests")
+    errors = prom.get("errors")
+    error_rate = None if not requests else round(100.0 * (errors or 0.0) / requests, 3)
+    response = prom.get("response_avg")
+    uptime = None if prom.get("uptime") is None else round(100.0 * prom["uptime"], 3)
+    latency = db.get("callback_latency") or {}
+    security = db.get("security") or {}
+    alerts_fired = [alert for alert in sources.get("alerts_fired") or [] if _within(alert, period)]
+    alerts_open = [alert for alert in sources.get("alerts_open") or [] if alert.get("state") == "active"]
+    backups = [dict(backup, kind=kind) for kind, state in (sources.get("backups") or {}).items()
+               for backup in state.get("backups", [])
+               if period["start"] <= (backup.get("started_at") or "") < period["until"]]
+    unverified = [backup for backup in backups if backup.get("state") == "complete" and not backup.get("verified")]
+
+    completed_cents = db.get("completed_by_currency") or {}
+    refunded_cents = db.get("refunded_by_currency") or {}
+    currencies = sorted(set(completed_cents) | set(refunded_cents))
+    revenue = {currency: int(completed_cents.get(currency, 0)) - int(refunded_cents.get(currency, 0))
+               for currency in currencies}
+
+    def why(source, default):
+        return f"{NOT_AVAILABLE}: {unavailable[source]}" if source in unavailable else default
+
+    kpis = [
+        {"name": "uptime", "value": uptime, "unit": "%", "target": targets["uptime_min"], "op": ">=", "digits": 2,
+         "detail": "share of the blackbox probe's checks through nginx that got 200" if uptime is not None else
+         why("uptime", "no probe_success series in Prometheus for the day (the blackbox exporter's probe)")},
+        {"name": "payments", "value": counts.get("total") or None, "unit": "",
+         "detail": (f"{completed} completed, {failed} failed, {counts.get('pending', 0)} pending; "
+                    f"{db.get('test_payments', 0)} test-mode left out") if counts.get("total") else
+         why("db", "no payment was made in the day")},
+        {"name": "payment success rate", "value": success, "unit": "%", "target": targets["success_rate_min"],
+         "op": ">", "detail": f"{completed} completed of {finished} finished (test-mode left out)"
+         if finished else why("db", "no finished payment in the day")},
+        {"name": "callback latency p95", "value": None if latency.get("p95") is None else round(latency["p95"], 1),
+         "unit": "s", "target": targets["callback_latency_max_seconds"], "op": "<",
+         "detail": f"checkout to the gateway's callback, {latency.get('count')} callbacks; median "
+                   f"{round(latency['p50'], 1)} s" if latency.get("p95") is not None else
+         why("db", "no callback was received for the day's payments")},
+        {"name": "api error rate", "value": error_rate, "unit": "%", "target": targets["error_rate_max"], "op": "<",
+         "digits": 2, "detail": f"{int(errors or 0)} of {int(requests)} requests answered 5xx" if requests else
+         why("prometheus", "no request was counted in Prometheus for the day")},
+        {"name": "api response time (average)", "value": None if response is None else round(response, 3),
+         "unit": "s", "target": targets["response_time_max_seconds"], "op": "<", "digits": 3,
+         "detail": (f"p95 {round(prom['response_p95'], 3)} s" if prom.get("response_p95") is not None else "")
+         if response is not None else why("prometheus", "no request duration in Prometheus for the day")},
+        {"name": "security incidents", "value": security.get("incidents") if "db" not in unavailable else None,
+         "unit": "", "target": 0, "op": "==",
+         "detail": f"high or critical events in public.security_events ({security.get('total', 0)} events in all)"
+         if "db" not in unavailable else why("db", "")},
+        {"name": "alerts fired", "value": len(alerts_fired) if "alerts_fired" not in unavailable else None,
+         "unit": "", "detail": ", ".join(sorted({alert["alertname"] for alert in alerts_fired}))
+         if "alerts_fired" not in unavailable else why("alerts_fired", "")},
+        {"name": "switch changes", "value": len(db.get("switch_events") or []) if "db" not in unavailable else None,
+         "unit": "", "detail": "" if "db" not in unavailable else why("db", "")},
+        {"name": "deployments", "value": len(db.get("deployments") or []) if "db" not in unavailable else None,
+         "unit": "", "detail": "" if "db" not in unavailable else why("db", "")},
+        {"name": "backups", "value": len(backups) if "backups" not in unavailable else None, "unit": "",
+         "detail": f"{len(backups) - len(unverified)} verified or failed verification, {len(unverified)} unverified"
+         if "backups" not in unavailable else why("backups", "")},
+        {"name": "gateway reconciliation", "value": None, "unit": "",
+         "detail": why("reconciliation", f"{NOT_AVAILABLE}: payment:reconcile has not recorded a run")},
+        {"name": "open incidents", "value": None, "unit": "",
+         "detail": why("incidents", f"{NOT_AVAILABLE}: no incident records in this environment")},
+        {"name": "unacknowledged alerts", "value": len(alerts_open) if "alerts_open" not in unavailable else None,
+         "unit": "", "target": 0, "op": "==",
+         "detail": ", ".join(sorted({alert.get("alertname", "?") for alert in alerts_open}))
+         if "alerts_open" not in unavailable else why("alerts_open", "")},
+        {"name": "payments pending over 30 minutes" if targets["pending_max_minutes"] == 30 else
+         f"payments pending over {targets['pending_max_minutes']} minutes",
+         "value": db.get("pending_over") if "db" not in unavailable else None, "unit": "", "target": 0, "op": "==",
+         "detail": "as of now, any day" if "db" not in unavailable else why("db", "")},
+    ]
+    for currency in currencies:
+        kpis.append({"name": f"revenue {currency}", "value": revenue[currency], "unit": "cents",
+                     "detail": f"completed {int(completed_cents.get(currency, 0))} - refunded "
+                               f"{int(refunded_cents.get(currency, 0))} cents"})
+    if not currencies:
+        kpis.append({"name": "revenue", "value": None, "unit": "cents",
+                     "detail": why("db", "no completed payment and no refund in the day")})
+
+    hourly = {item["hour"]: item for item in db.get("hourly") or []}
+    chart_points = []
+    for hour in range(24):
+        item = hourly.get(hour)
+        done = (item["completed"] + item["failed"]) if item else 0
+        chart_points.append([f"{hour:02d}", _percent(item["completed"], done) if done else None])
+    charts = [{
+        "title": "Payment success rate by hour", "x_label": f"hour of the day ({period['timezone']})",
+        "y_label": "success rate (%)", "points": chart_points, "target": targets["success_rate_min"],
+        "target_label": f"target > {targets['success_rate_min']:g} %", "kind": "bar", "y_min": 0, "y_max": 105,
+    }]
+    tables = [
+        {"title": "Payments by hour", "columns": ["hour", "completed", "failed"],
+         "rows": [[f"{item['hour']:02d}:00", item["completed"], item["failed"]] for item in db.get("hourly") or []],
+         "empty": "no payment in the day"},
+        {"title": "Failures by category", "columns": ["category", "payments"],
+         "rows": [[item["category"], item["count"]] for item in db.get("failures") or []],
+         "empty": "no failed payment"},
+        {"title": "Revenue by currency",
+         "columns": ["currency", "completed (cents)", "refunded (cents)", "revenue (cents)"],
+         "rows": [[currency, int(completed_cents.get(currency, 0)), int(refunded_cents.get(currency, 0)),
+                   revenue[currency]] for currency in currencies], "empty": "no revenue"},
+        {"title": "Alerts fired", "columns": ["alert", "severity", "first seen", "last seen", "firing now"],
+         "rows": [[alert["alertname"], alert.get("severity"), alert.get("first_seen"), alert.get("last_seen"),
+                   "yes" if alert.get("firing_now") else "no"] for alert in alerts_fired],
+         "empty": why("alerts_fired", "no alert fired")},
+        {"title": "Switches changed", "columns": ["time", "switch", "state", "by", "why"],
+         "rows": [[item["at"], item["switch"], item["state"], item["by"], item["reason"]]
+                  for item in db.get("switch_events") or []], "empty": "no switch changed"},
+        {"title": "Deployments", "columns": ["time", "kind", "release", "outcome", "by"],
+         "rows": [[item["at"], item["kind"], item["release"], item["outcome"], item["by"]]
+                  for item in db.get("deployments") or []], "empty": "no deployment"},
+        {"title": "Backups", "columns": ["kind", "backup", "state", "verified"],
+         "rows": [[backup["kind"], backup["backup_id"], backup["state"], "yes" if backup.get("verified") else "no"]
+                  for backup in backups], "empty": why("backups", "no backup was made in the day")},
+        {"title": "Open for tomorrow", "columns": ["what", "count", "detail"],
+         "rows": [["open incidents", None, why("incidents", f"{NOT_AVAILABLE}: no incident records")],
+                  ["unacknowledged alerts", len(alerts_open) if "alerts_open" not in unavailable else None,
+                   ", ".join(sorted({alert.get("alertname", "?") for alert in alerts_open}))],
+                  ["unverified backups", len(unverified) if "backups" not in unavailable else None,
+                   ", ".join(backup["backup_id"] for backup in unverified)],
+                  [f"payments pending over {targets['pending_max_minutes']} minutes",
+                   db.get("pending_over") if "db" not in unavailable else None, ""]]},
+    ]
+    judged = [payops_report.kpi(item["name"], item["value"], item.get("unit", ""), item.get("target"),
+                                item.get("op")) for item in kpis]
+    missed = [item["name"] for item in judged if item["verdict"] == "missed"]
+    money = ", ".join(f"{payops_report.format_value(cents, 'cents')} {currency}" for currency, cents in revenue.items())
+    summary = (f"{counts.get('total', 0)} payments, success rate "
+               f"{payops_report.format_value(success, '%')}, revenue {money or payops_report.NO_DATA}"
+               + f"; {len(alerts_fired)} alerts fired. "
+               + (f"Missed: {', '.join(missed)}." if missed else "Every target with data was met."))
+    details = {"revenue_by_currency": revenue, "counts": counts, "test_payments": db.get("test_payments"),
+               "unavailable": unavailable}
+    return {"summary": summary, "kpis": kpis, "tables": tables, "charts": charts, "details": details}
+
+
 class FilterModule:
     def filters(self):
-        return {"report_kpi_rows": report_kpi_rows}
+        return {
+            "report_day": report_day,
+            "report_window": report_window,
+            "report_kpi_rows": report_kpi_rows,
+            "prometheus_value": prometheus_value,
+            "daily_summary": daily_summary,
+        }

@@ -120,6 +120,8 @@ def kpi(name, value, unit="", target=None, op=None, detail="", digits=1, why_no_
         verdict = "info"
     else:
         verdict = "met" if OPERATORS[op][0](value, target) else "missed"
+    if isinstance(target, float) and target.is_integer():
+        target = int(target)
     target_display = (f"{OPERATORS[op][1]} {format_value(target, unit, digits)}"
                       if target is not None and op is not None else "")
     return {
@@ -167,22 +169,25 @@ def svg_chart(chart, index=0):
 
     import matplotlib.pyplot as plt
 
-    points = [point for point in chart.get("points", []) if point[1] is not None]
+    points = list(chart.get("points", []))
+    has_data = any(point[1] is not None for point in points)
     with matplotlib.rc_context({"svg.fonttype": "path", "svg.hashsalt": f"payops-chart-{index}",
                                 "font.size": 9}):
         figure, axes = plt.subplots(figsize=(7.5, 2.8), dpi=96)
         try:
             labels = [str(point[0]) for point in points]
-            values = [point[1] for point in points]
-            if points and chart.get("kind", "bar") == "bar":
+            # A point without a value is a gap (no data), not a zero.
+            values = [float("nan") if point[1] is None else point[1] for point in points]
+            if has_data and chart.get("kind", "bar") == "bar":
                 axes.bar(range(len(values)), values, color="#3b6ea8", label=chart.get("series_label") or None)
-            elif points:
+            elif has_data:
                 axes.plot(range(len(values)), values, marker="o", color="#3b6ea8",
                           label=chart.get("series_label") or None)
             if points:
                 step = max(1, len(labels) // 12)
                 axes.set_xticks(range(0, len(labels), step), labels[::step])
-            else:
+                axes.set_xlim(-0.6, len(labels) - 0.4)
+            if not has_data:
                 axes.text(0.5, 0.5, NO_DATA, transform=axes.transAxes, ha="center", va="center", color="#777")
             target = chart.get("target")
             if target is not None:
