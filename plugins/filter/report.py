@@ -210,6 +210,31 @@ def daily_summary(sources, period, targets):
     return {"summary": summary, "kpis": kpis, "tables": tables, "charts": charts, "details": details}
 
 
+def _side(side):
+    if not side:
+        return "-"
+    return " ".join(str(side.get(key)) for key in ("status", "amount", "currency") if side.get(key) is not None)
+
+
+def reconcile_tables(findings, settled, check_mode=False):
+    """payment:reconcile's tables: what was settled, and the findings for a person."""
+    lost = [item for item in findings if item["settle"]]
+    others = [item for item in findings if not item["settle"]]
+    return [
+        {"title": "Lost callbacks (settled by reconciliation)",
+         "columns": ["reference", "paylink", "gateway", "result"],
+         "rows": [[item.get("transaction_reference"), item.get("paylink_id"), item.get("gateway_status"),
+                   item.get("result")] for item in settled]
+                 or ([[item["reference"], item["paylink_id"], _side(item["gateway"]), "check mode: not settled"]
+                      for item in lost] if check_mode else []),
+         "empty": "no lost callback"},
+        {"title": "For a person", "columns": ["finding", "reference", "paylink", "here", "gateway", "detail"],
+         "rows": [[item["kind"], item["reference"], item["paylink_id"], _side(item["here"]), _side(item["gateway"]),
+                   item["detail"]] for item in others],
+         "empty": "nothing to look at"},
+    ]
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -218,4 +243,5 @@ class FilterModule:
             "report_kpi_rows": report_kpi_rows,
             "prometheus_value": prometheus_value,
             "daily_summary": daily_summary,
+            "reconcile_tables": reconcile_tables,
         }
