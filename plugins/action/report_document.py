@@ -64,10 +64,19 @@ class ActionModule(ActionBase):
         except OSError as exc:
             result.update(failed=True, msg=f"cannot write report {args['name']}: {exc}")
             return result
+        uploaded = []
+        if args["upload"] and not self._task.check_mode:
+            try:
+                uploaded = _upload(args["upload"], [paths["html"], paths["json"], paths["markdown"]])
+            except Exception as exc:  # boto3's and botocore's errors alike: the message says which
+                result.update(failed=True, msg=f"report {args['name']} was written to {args['dir']} but not uploaded "
+                                               f"to s3://{args['upload']['bucket']}/{args['upload']['key_prefix']}/: "
+                                               f"{type(exc).__name__}: {exc}", **paths)
+                return result
         verdicts = {verdict: 0 for verdict in payops_report.VERDICTS}
         for item in kpis:
             verdicts[item["verdict"]] += 1
-        result.update(changed=False, markdown_text=markdown, verdicts=verdicts,
+        result.update(changed=bool(uploaded), uploaded=uploaded, markdown_text=markdown, verdicts=verdicts,
                       missed=[item["name"] for item in kpis if item["verdict"] == "missed"], **paths)
         return result
 
@@ -83,3 +92,24 @@ def _number(name, value):
         return int(text) if text.lstrip("-").isdigit() else float(text)
     except ValueError:
         raise ValueError(f"KPI {name!r}: value must be a number or null (no data), got {value!r}") from None
+
+
+CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".json": "application/json",
+                 ".md": "text/markdown; charset=utf-8"}
+
+
+def _upload(options, files):
+    """Put each file under options' key_prefix; the keys written."""
+    from ansible_collections.betaskill.payops.plugins.module_utils.payops_s3 import client_for, with_retries
+
+    client = client_for({**options, "s3_timeout": 60})
+    keys = []
+    for path in files:
+        key = f"{options['key_prefix'].rstrip('/')}/{os.path.basename(path)}"
+        extra = {"ContentType": CONTENT_TYPES.get(os.path.splitext(path)[1], "application/octet-stream")}
+        if options["encrypt"]:
+            extra["ServerSideEncryption"] = "AES256"
+        with open(path, "rb") as handle:
+            with_retries(client.put_object, Bucket=options["bucket"], Key=key, Body=handle.read(), **extra)
+        keys.append(key)
+    return keys

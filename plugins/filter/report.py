@@ -5,7 +5,7 @@ document made from what the sources answered. Verdicts are payops_report's, peri
 
 from __future__ import annotations
 
-from ansible_collections.betaskill.payops.plugins.module_utils import payops_report, payops_time
+from ansible_collections.betaskill.payops.plugins.module_utils import payops_reconcile, payops_report, payops_time
 
 NOT_AVAILABLE = "not available"
 
@@ -61,10 +61,18 @@ def _within(alert, period):
     return first < period["until"] and last >= period["start"]
 
 
+def _disagreements(counts):
+    """Findings of the gateway's matching (None without a payment to match: no data)."""
+    if not counts.get("checked"):
+        return None
+    return sum(counts.get(kind, 0) for kind in payops_reconcile.FINDINGS)
+
+
 def daily_summary(sources, period, targets):
     """The daily summary's report parts {summary, kpis, tables, charts, details} from what each
-    source answered (sources: db, prometheus, alerts_fired, alerts_open, backups, unavailable).
-    A source that has nothing gives None (no data), never 0."""
+    source answered (sources: db, prometheus, alerts_fired, alerts_open, backups, unavailable,
+    reconciliation: ikhokha_history_info's counts). A source that has nothing gives None (no
+    data), never 0."""
     db = sources.get("db") or {}
     prom = sources.get("prometheus") or {}
     unavailable = sources.get("unavailable") or {}
@@ -84,6 +92,7 @@ def daily_summary(sources, period, targets):
     backups = [dict(backup, kind=kind) for kind, state in (sources.get("backups") or {}).items()
                for backup in state.get("backups", [])
                if period["start"] <= (backup.get("started_at") or "") < period["until"]]
+    reconciliation = sources.get("reconciliation") or {}
     unverified = [backup for backup in backups if backup.get("state") == "complete" and not backup.get("verified")]
 
     completed_cents = db.get("completed_by_currency") or {}
@@ -132,8 +141,12 @@ def daily_summary(sources, period, targets):
         {"name": "backups", "value": len(backups) if "backups" not in unavailable else None, "unit": "",
          "detail": f"{len(backups) - len(unverified)} verified or failed verification, {len(unverified)} unverified"
          if "backups" not in unavailable else why("backups", "")},
-        {"name": "gateway reconciliation", "value": None, "unit": "",
-         "detail": why("reconciliation", f"{NOT_AVAILABLE}: payment:reconcile has not recorded a run")},
+        {"name": "gateway reconciliation", "value": _disagreements(reconciliation), "unit": "", "target": 0,
+         "op": "==", "detail": why("reconciliation", "") if "reconciliation" in unavailable else
+         (f"{reconciliation['checked']} payments matched against iKhokha's history, {reconciliation['matched']} agree"
+          + "".join(f"; {reconciliation[kind]} {kind.replace('_', ' ')}" for kind in payops_reconcile.FINDINGS
+                    if reconciliation.get(kind)) + " (payment:reconcile settles lost callbacks)"
+          if reconciliation.get("checked") else "no payment with a paylink in the day")},
         {"name": "open incidents", "value": None, "unit": "",
          "detail": why("incidents", f"{NOT_AVAILABLE}: no incident records in this environment")},
         {"name": "unacknowledged alerts", "value": len(alerts_open) if "alerts_open" not in unavailable else None,

@@ -17,9 +17,11 @@ description:
   - Every string of the report is scrubbed first - card numbers (13 to 19 digits passing the Luhn
     check), e-mail addresses, and the values of the play's secret-named variables are replaced by
     C(<redacted>).
-  - Controller-side - the action half writes the files in the controller's own process. The report
-    is the run's own artefact, not a change to the platform - written in check mode too, never
-    reported as changed. The report role's C(document) entry point uploads and announces it.
+  - With O(upload), the three files are then uploaded to C(s3://<bucket>/<key_prefix>/), encrypted
+    server-side (AES256), with retries on transient errors - not in check mode.
+  - Controller-side - the action half writes (and uploads) in the controller's own process, no
+    module process. The files are the run's own artefacts - written in check mode too; the task is
+    changed when it uploaded. The report role's C(document) entry point uses it and announces the report.
 author: payops contributors (!UNKNOWN)
 options:
   dir:
@@ -92,6 +94,35 @@ options:
     description: More facts kept in the JSON only.
     type: dict
     default: {}
+  upload:
+    description: Where to upload the three files; not given, nothing is uploaded.
+    type: dict
+    suboptions:
+      bucket:
+        description: The bucket.
+        type: str
+        required: true
+      key_prefix:
+        description: The objects' prefix (C(reports/daily-summary/2026-12-02/<run id>)).
+        type: str
+        required: true
+      endpoint_url:
+        description: The S3 endpoint (empty for AWS).
+        type: str
+      region:
+        description: The bucket's region.
+        type: str
+        default: us-east-1
+      access_key:
+        description: The access key id (empty - boto3's own chain).
+        type: str
+      secret_key:
+        description: The secret access key.
+        type: str
+      encrypt:
+        description: Server-side encryption (AES256).
+        type: bool
+        default: true
   html_template:
     description: The page's Jinja2 template (the report role's C(report.html.j2)).
     type: path
@@ -146,6 +177,12 @@ verdicts:
   returned: always
   type: dict
   sample: {met: 5, missed: 1, "no data": 2, info: 3}
+uploaded:
+  description: The objects uploaded (none in check mode or without O(upload)).
+  returned: always
+  type: list
+  elements: str
+  sample: [reports/daily-summary/2026-12-02/20261203-180000-ab12/daily-summary.html]
 missed:
   description: The KPIs that missed their target.
   returned: always
@@ -176,6 +213,15 @@ ARGUMENT_SPEC = dict(
     tables=dict(type="list", elements="dict", default=[]),
     charts=dict(type="list", elements="dict", default=[]),
     details=dict(type="dict", default={}),
+    upload=dict(type="dict", options=dict(
+        bucket=dict(type="str", required=True),
+        key_prefix=dict(type="str", required=True, no_log=False),
+        endpoint_url=dict(type="str"),
+        region=dict(type="str", default="us-east-1"),
+        access_key=dict(type="str", no_log=True),
+        secret_key=dict(type="str", no_log=True),
+        encrypt=dict(type="bool", default=True),
+    )),
     html_template=dict(type="path", required=True),
     markdown_template=dict(type="path", required=True),
 )

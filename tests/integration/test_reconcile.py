@@ -14,6 +14,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
+import boto3
 import psycopg
 import pytest
 import requests
@@ -69,11 +70,28 @@ def reconciled(sandbox):
                            after_check=after_check, result=result, report=report, folder=folder, dsn=dsn)
 
 
-def test_check_mode_finds_the_lost_callback_and_settles_nothing(reconciled):
+def test_check_mode_finds_the_lost_callback_and_settles_uploads_and_sends_nothing(reconciled, sandbox):
     assert reconciled.checked.returncode == 0, reconciled.checked.stdout
     report, _ = report_of(reconciled.checked)
     assert finding(report, reconciled.lost["transaction_reference"]) == ["lost_callback"]
     assert reconciled.after_check == "pending"
+    location = report["details"]["location"]
+    assert location["uploaded"] is False
+    s3 = boto3.client("s3", endpoint_url=sandbox["s3_endpoint"], region_name=sandbox["s3_region"],
+                      aws_access_key_id=sandbox["aws_access_key_id"],
+                      aws_secret_access_key=sandbox["aws_secret_access_key"])
+    assert s3.list_objects_v2(Bucket=location["bucket"], Prefix=location["prefix"] + "/").get("KeyCount") == 0
+    messages = requests.get(sandbox["notify_url"].rsplit("/", 1)[0] + "/messages", timeout=5).json()
+    assert not any(location["prefix"] in json.dumps(message.get("body")) for message in messages)
+
+
+def test_the_real_run_uploads_its_report_encrypted(reconciled, sandbox):
+    location = reconciled.report["details"]["location"]
+    s3 = boto3.client("s3", endpoint_url=sandbox["s3_endpoint"], region_name=sandbox["s3_region"],
+                      aws_access_key_id=sandbox["aws_access_key_id"],
+                      aws_secret_access_key=sandbox["aws_secret_access_key"])
+    head = s3.head_object(Bucket=location["bucket"], Key=f"{location['prefix']}/payment-reconcile.html")
+    assert head["ServerSideEncryption"] == "AES256" and head["ContentType"].startswith("text/html")
 
 
 def test_the_lost_callback_is_settled_as_system_recover_does(reconciled):

@@ -168,9 +168,41 @@ def test_api_figures_equal_the_tests_own_promql(summary, sandbox):
 
 
 def test_sources_that_do_not_exist_say_so(summary):
-    for name in ("gateway reconciliation", "open incidents"):
-        item = kpi(summary.report, name)
-        assert item["value"] is None and item["verdict"] == "no data" and item["detail"].startswith("not available:")
+    item = kpi(summary.report, "open incidents")
+    assert item["value"] is None and item["verdict"] == "no data" and item["detail"].startswith("not available:")
+
+
+def test_the_gateway_reconciliation_is_in_the_summary(summary):
+    item = kpi(summary.report, "gateway reconciliation")
+    assert isinstance(item["value"], int) and "matched against iKhokha's history" in item["detail"]
+    assert int(item["detail"].split(" payments matched")[0]) >= summary.planted["made"]
+
+
+@pytest.fixture(scope="module")
+def today(sandbox):
+    """Today's summary: Prometheus has today's samples (requests, durations, the blackbox probe)."""
+    requests.get(sandbox["edge_url"] + "/", timeout=10)
+    result, _ = run("reports:daily-summary", "day=today")
+    assert result.returncode == 0, result.stdout + result.stderr
+    return json.loads((Path(ARTEFACTS.search(result.stdout).group(1)) / "daily-summary.json").read_text())
+
+
+def test_todays_uptime_and_api_figures_equal_the_tests_own_promql(today, sandbox):
+    period = today["period"]
+    assert not period["complete"]
+    seconds = int((datetime.fromisoformat(period["until"]) - datetime.fromisoformat(period["start"])).total_seconds())
+    at = period["until"]
+    uptime = prometheus(sandbox, 'avg(avg_over_time((max_over_time(probe_success{probe="edge"}[1m]))'
+                                 f"[{seconds}s:1m]))", at)
+    assert kpi(today, "uptime")["value"] == (None if uptime is None else round(100.0 * uptime, 3))
+    total = prometheus(sandbox, f"sum(increase(betaskill_http_requests_total[{seconds}s]))", at)
+    assert total, "the app's requests of today are in Prometheus"
+    errors = prometheus(sandbox, f'sum(increase(betaskill_http_requests_total{{status=~"5.."}}[{seconds}s]))', at)
+    assert kpi(today, "api error rate")["value"] == round(100.0 * (errors or 0.0) / total, 3)
+    average = prometheus(sandbox, f"sum(increase(betaskill_http_request_duration_seconds_sum[{seconds}s]))"
+                                  f" / sum(increase(betaskill_http_request_duration_seconds_count[{seconds}s]))", at)
+    assert kpi(today, "api response time (average)")["value"] == round(average, 3)
+    assert kpi(today, "api response time (average)")["verdict"] == ("met" if average < 5 else "missed")
 
 
 def test_the_page_is_self_contained_and_shows_the_same_numbers(summary):
@@ -209,8 +241,8 @@ def test_the_report_is_uploaded_and_announced(summary, sandbox):
     uploaded = json.loads(s3.get_object(Bucket=location["bucket"], Key=f"{prefix}/daily-summary.json")["Body"].read())
     assert uploaded["kpis"] == summary.report["kpis"]
     messages = requests.get(sandbox["notify_url"].rsplit("/", 1)[0] + "/messages", timeout=5).json()
-    sent = [m["body"] for m in messages
-            if isinstance(m.get("body"), dict) and m["body"].get("event") == "daily-summary"]
+    sent = [m["body"] for m in messages if isinstance(m.get("body"), dict)
+            and m["body"].get("event") == "daily-summary" and prefix in m["body"].get("location", "")]
     assert len(sent) == 1
     assert sent[0]["location"] == f"s3://{location['bucket']}/{prefix}/"
     assert f"{summary.after['total']} payments" in sent[0]["text"] and prefix in sent[0]["text"]

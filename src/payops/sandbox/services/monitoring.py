@@ -1,4 +1,5 @@
-"""Monitoring: Debian's prometheus-alertmanager (notifying the sink) and prometheus (scraping the app)."""
+"""Monitoring: Debian's prometheus-alertmanager (notifying the sink), prometheus-blackbox-exporter
+(probing the site from outside, through nginx: uptime) and prometheus (scraping the app and the probe)."""
 
 from __future__ import annotations
 
@@ -46,10 +47,25 @@ class AlertmanagerService(MonitoringDaemon):
                 "--cluster.listen-address=", f"--web.external-url=http://{HOST}:{port}"]
 
 
+class BlackboxService(MonitoringDaemon):
+    name = "blackbox"
+    preferred_port = 19115
+    package = Package("prometheus-blackbox-exporter", "prometheus-blackbox-exporter")
+    config_name = "blackbox.yml"
+    health_path = "/-/healthy"
+
+    def config(self, state: State) -> str:
+        return render("blackbox.yml")
+
+    def command(self, state: State) -> list[str]:
+        return [self.tools["blackbox"], f"--config.file={self.config_path}",
+                f"--web.listen-address={HOST}:{state['ports']['blackbox']}"]
+
+
 class PrometheusService(MonitoringDaemon):
     name = "prometheus"
     preferred_port = 19090
-    depends_on = ("app", "alertmanager")
+    depends_on = ("app", "alertmanager", "blackbox")
     package = Package("prometheus", "prometheus")
     config_name = "prometheus.yml"
 
@@ -59,7 +75,9 @@ class PrometheusService(MonitoringDaemon):
         write_private(rules, render("alerts.yml", **alert_values()))
         ports = state["ports"]
         return render("prometheus.yml", rules_path=str(rules), app_port=ports["app"],
-                      prometheus_port=ports["prometheus"], alertmanager_port=ports["alertmanager"])
+                      prometheus_port=ports["prometheus"], alertmanager_port=ports["alertmanager"],
+                      # An `up --only prometheus` may have no edge yet: its preferred port, probed in vain.
+                      blackbox_port=ports["blackbox"], edge_port=ports.get("edge", 18080))
 
     def command(self, state: State) -> list[str]:
         port = state["ports"]["prometheus"]
