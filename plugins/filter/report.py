@@ -233,13 +233,14 @@ def reconcile_tables(findings, settled, check_mode=False):
     """payment:reconcile's tables: what was settled, and the findings for a person."""
     lost = [item for item in findings if item["settle"]]
     others = [item for item in findings if not item["settle"]]
+    done = [[item.get("transaction_reference"), item.get("paylink_id"), item.get("gateway_status"), item.get("result")]
+            for item in settled]
+    would = [[item["reference"], item["paylink_id"], _side(item["gateway"]), "check mode: not settled"]
+             for item in lost] if check_mode else []
     return [
         {"title": "Lost callbacks (settled by reconciliation)",
          "columns": ["reference", "paylink", "gateway", "result"],
-         "rows": [[item.get("transaction_reference"), item.get("paylink_id"), item.get("gateway_status"),
-                   item.get("result")] for item in settled]
-                 or ([[item["reference"], item["paylink_id"], _side(item["gateway"]), "check mode: not settled"]
-                      for item in lost] if check_mode else []),
+         "rows": done or would,
          "empty": "no lost callback"},
         {"title": "For a person", "columns": ["finding", "reference", "paylink", "here", "gateway", "detail"],
          "rows": [[item["kind"], item["reference"], item["paylink_id"], _side(item["here"]), _side(item["gateway"]),

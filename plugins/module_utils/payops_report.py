@@ -216,7 +216,7 @@ def render_html(report, template_text):
     from jinja2.sandbox import SandboxedEnvironment
 
     environment = SandboxedEnvironment(autoescape=True, undefined=StrictUndefined,
-                                                      trim_blocks=True, lstrip_blocks=True)
+                                       trim_blocks=True, lstrip_blocks=True)
     charts = [{**chart, "svg": svg_chart(chart, index)} for index, chart in enumerate(report.get("charts", []))]
     return environment.from_string(template_text).render(report=report, charts=charts, no_data=NO_DATA)
 
@@ -226,7 +226,7 @@ def render_markdown(report, template_text):
     from jinja2.sandbox import SandboxedEnvironment
 
     environment = SandboxedEnvironment(autoescape=False, undefined=StrictUndefined,
-                                                      trim_blocks=True, lstrip_blocks=True)
+                                       trim_blocks=True, lstrip_blocks=True)
     return environment.from_string(template_text).render(report=report, no_data=NO_DATA)
 
 
