@@ -52,6 +52,45 @@ def prometheus_value(answer):
     return None if math.isnan(value) or math.isinf(value) else value
 
 
+def prometheus_vector(answer, label):
+    """A Prometheus vector's values by one label ({route: value}); {} when there is none."""
+    import json
+    import math
+
+    try:
+        data = json.loads(answer) if isinstance(answer, str) else answer
+        result = data["data"]["result"] if data and data.get("status") == "success" else []
+    except (ValueError, KeyError, TypeError):
+        return {}
+    values = {}
+    for item in result:
+        try:
+            value = float(item["value"][1])
+        except (KeyError, IndexError, TypeError, ValueError):
+            continue
+        if not (math.isnan(value) or math.isinf(value)):
+            values[item.get("metric", {}).get(label, "")] = value
+    return values
+
+
+def prometheus_series(answer):
+    """The first series of a range query as [[unix time, value or None], ...]; [] when there is none."""
+    import json
+    import math
+
+    try:
+        data = json.loads(answer) if isinstance(answer, str) else answer
+        result = data["data"]["result"] if data and data.get("status") == "success" else []
+        values = result[0]["values"] if result else []
+    except (ValueError, KeyError, IndexError, TypeError):
+        return []
+    series = []
+    for moment, value in values:
+        number = float(value)
+        series.append([int(float(moment)), None if math.isnan(number) or math.isinf(number) else number])
+    return series
+
+
 def _percent(part, whole):
     return None if not whole else round(100.0 * part / whole, 2)
 
@@ -249,6 +288,77 @@ def reconcile_tables(findings, settled, check_mode=False):
     ]
 
 
+def _round(value, digits):
+    return None if value is None else round(value, digits)
+
+
+def performance_report(answers, period, targets):
+    """performance:generate-report's parts {summary, kpis, tables, charts, details} from the answers of
+    Prometheus (instant values over the window, by route, and range series)."""
+    from datetime import UTC, datetime
+
+    requests, errors = answers.get("requests"), answers.get("errors")
+    seconds = max(1.0, (datetime.fromisoformat(period["until"].replace("Z", "+00:00"))
+                        - datetime.fromisoformat(period["start"].replace("Z", "+00:00"))).total_seconds())
+    error_rate = None if not requests else round(100.0 * (errors or 0.0) / requests, 3)
+    resource = {name: answers.get(name) for name in ("cpu", "memory", "disk")}
+    no_node = "not available: no node exporter series in Prometheus (prometheus-node-exporter on the hosts)"
+    kpis = [
+        {"name": "response time (average)", "value": _round(answers.get("response_avg"), 3), "unit": "s",
+         "target": targets["response_time_max_seconds"], "op": "<", "digits": 3,
+         "detail": "" if answers.get("response_avg") is not None else "no request duration in Prometheus"},
+        {"name": "response time p95", "value": _round(answers.get("response_p95"), 3), "unit": "s", "digits": 3,
+         "detail": "" if answers.get("response_p95") is not None else "no request duration in Prometheus"},
+        {"name": "throughput", "value": None if not requests else round(requests / seconds, 4), "unit": "req/s",
+         "digits": 4, "detail": f"{int(requests)} requests in {int(seconds)} s" if requests else
+         "no request was counted in Prometheus"},
+        {"name": "error rate", "value": error_rate, "unit": "%", "target": targets["error_rate_max"], "op": "<",
+         "digits": 2, "detail": f"{int(errors or 0)} of {int(requests)} requests answered 5xx" if requests else
+         "no request was counted in Prometheus"},
+    ]
+    for name, value in resource.items():
+        kpis.append({"name": f"{name} utilisation (highest host)", "value": _round(value, 1), "unit": "%",
+                     "target": targets["resource_max_percent"], "op": "<",
+                     "detail": "" if value is not None else no_node})
+    kpis.append({"name": "user experience metrics", "value": None, "unit": "",
+                 "detail": "not available: no real-user monitoring is collected"})
+    routes = answers.get("by_route_requests") or {}
+    route_errors = answers.get("by_route_errors") or {}
+    route_p95 = answers.get("by_route_p95") or {}
+    tables = [{
+        "title": "Routes", "columns": ["route", "requests", "error rate (%)", "p95 (s)"],
+        "rows": [[route, int(count), round(100.0 * route_errors.get(route, 0.0) / count, 2) if count else None,
+                  _round(route_p95.get(route), 3)]
+                 for route, count in sorted(routes.items(), key=lambda item: -item[1])],
+        "empty": "no request was counted in Prometheus",
+    }]
+
+    zone = payops_time.zone(period["timezone"])
+
+    def label(moment):
+        return datetime.fromtimestamp(moment, tz=UTC).astimezone(zone).strftime("%m-%d %H:%M")
+
+    charts = [
+        {"title": "Response time p95 over the window", "x_label": f"time ({period['timezone']})",
+         "y_label": "p95 response time (s)", "kind": "line", "target": targets["response_time_max_seconds"],
+         "target_label": f"target < {targets['response_time_max_seconds']:g} s",
+         "points": [[label(moment), value] for moment, value in answers.get("p95_series") or []]},
+        {"title": "Error rate over the window", "x_label": f"time ({period['timezone']})",
+         "y_label": "error rate (%)", "kind": "line", "target": targets["error_rate_max"],
+         "target_label": f"target < {targets['error_rate_max']:g} %",
+         "points": [[label(moment), None if value is None else 100.0 * value]
+                    for moment, value in answers.get("error_series") or []]},
+    ]
+    judged = [payops_report.kpi(item["name"], item["value"], item.get("unit", ""), item.get("target"),
+                                item.get("op")) for item in kpis]
+    missed = [item["name"] for item in judged if item["verdict"] == "missed"]
+    summary = (f"{int(requests or 0)} requests, error rate {payops_report.format_value(error_rate, '%', 2)}, "
+               f"average response {payops_report.format_value(_round(answers.get('response_avg'), 3), 's', 3)}. "
+               + (f"Missed: {', '.join(missed)}." if missed else "Every target with data was met."))
+    return {"summary": summary, "kpis": kpis, "tables": tables, "charts": charts,
+            "details": {"window_seconds": int(seconds), "requests": requests, "errors": errors}}
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -258,4 +368,7 @@ class FilterModule:
             "prometheus_value": prometheus_value,
             "daily_summary": daily_summary,
             "reconcile_tables": reconcile_tables,
+            "prometheus_vector": prometheus_vector,
+            "prometheus_series": prometheus_series,
+            "performance_report": performance_report,
         }

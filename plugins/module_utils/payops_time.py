@@ -150,6 +150,8 @@ def parse_day(text, timezone=DEFAULT_TIMEZONE, now=None, variable="day"):
         day = now.date()
     elif value == "yesterday":
         day = now.date() - timedelta(days=1)
+    elif value == "tomorrow":
+        day = now.date() + timedelta(days=1)
     else:
         try:
             day = date.fromisoformat(value)
@@ -174,10 +176,10 @@ def _window_end(text, tz, now, variable):
     if day is not None:
         moment = datetime.combine(day, time(0), tzinfo=tz)
         return moment + timedelta(days=1) if variable == "until" else moment
-    if value.lower() in ("today", "yesterday", "now"):
+    if value.lower() in ("today", "yesterday", "tomorrow", "now"):
         if value.lower() == "now":
             return now
-        base = now.date() - timedelta(days=1 if value.lower() == "yesterday" else 0)
+        base = now.date() + timedelta(days={"yesterday": -1, "today": 0, "tomorrow": 1}[value.lower()])
         moment = datetime.combine(base, time(0), tzinfo=tz)
         return moment + timedelta(days=1) if variable == "until" else moment
     try:

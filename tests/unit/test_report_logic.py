@@ -118,3 +118,39 @@ def test_the_markdown_summary_carries_the_same_numbers():
 def test_a_chart_without_points_says_no_data():
     svg = report.svg_chart(chart(points=[]))
     assert svg.startswith("<svg") and "<script" not in svg
+
+
+def test_prometheus_answers_are_read_as_numbers_vectors_and_series():
+    from ansible_collections.betaskill.payops.plugins.filter import report as filters
+
+    vector = {"status": "success", "data": {"result": [{"metric": {"route": "/a"}, "value": [1, "2.5"]},
+                                                       {"metric": {"route": "/b"}, "value": [1, "NaN"]}]}}
+    assert filters.prometheus_value(vector) == 2.5
+    assert filters.prometheus_vector(vector, "route") == {"/a": 2.5}
+    assert filters.prometheus_value({"status": "success", "data": {"result": []}}) is None
+    assert filters.prometheus_value(None) is None and filters.prometheus_value("not json") is None
+    matrix = {"status": "success", "data": {"result": [{"metric": {}, "values": [[10, "1"], [20, "NaN"]]}]}}
+    assert filters.prometheus_series(matrix) == [[10, 1.0], [20, None]]
+
+
+def test_the_performance_report_judges_the_window_and_says_what_it_lacks():
+    from ansible_collections.betaskill.payops.plugins.filter import report as filters
+
+    period = {"start": "2026-12-02T22:00:00Z", "until": "2026-12-02T23:00:00Z", "timezone": "Africa/Johannesburg"}
+    answers = {"requests": 3600.0, "errors": 72.0, "response_avg": 0.2, "response_p95": 0.9, "cpu": 85.0,
+               "by_route_requests": {"/api/checkout": 600.0, "/api/health": 3000.0},
+               "by_route_errors": {"/api/checkout": 72.0}, "by_route_p95": {"/api/checkout": 1.5},
+               "p95_series": [[1796248800, 0.9]], "error_series": [[1796248800, 0.02]]}
+    parts = filters.performance_report(answers, period, {"response_time_max_seconds": 5, "error_rate_max": 1,
+                                                         "resource_max_percent": 80})
+    kpis = {item["name"]: report.kpi(item["name"], item["value"], item.get("unit", ""), item.get("target"),
+                                     item.get("op")) for item in parts["kpis"]}
+    assert kpis["throughput"]["value"] == 1.0 and kpis["error rate"]["value"] == 2.0
+    assert kpis["error rate"]["verdict"] == "missed" and kpis["response time (average)"]["verdict"] == "met"
+    assert kpis["cpu utilisation (highest host)"]["verdict"] == "missed"
+    assert kpis["memory utilisation (highest host)"]["verdict"] == "no data"
+    assert parts["tables"][0]["rows"][0] == ["/api/health", 3000, 0.0, None]
+    assert parts["tables"][0]["rows"][1] == ["/api/checkout", 600, 12.0, 1.5]
+    assert parts["charts"][1]["points"] == [["12-03 00:00", 2.0]]
+    assert not report.check_document({"charts": parts["charts"]})
+    assert "Missed: error rate, cpu utilisation (highest host)." in parts["summary"]

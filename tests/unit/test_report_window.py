@@ -38,7 +38,8 @@ def test_a_day_with_a_clock_change_has_its_own_length():
 
 @pytest.mark.parametrize(("text", "message"), [
     ("2026-12-04", "day='2026-12-04' is in the future"),
-    ("tomorrow", "day='tomorrow' is not a day"),
+    ("tomorrow", "day='tomorrow' is in the future"),
+    ("someday", "day='someday' is not a day"),
     ("02/12/2026", "is not a day"),
 ])
 def test_a_bad_day_is_refused_naming_the_variable(text, message):
@@ -61,6 +62,7 @@ def test_a_window_of_dates_covers_whole_local_days():
 @pytest.mark.parametrize(("since", "until", "message"), [
     ("", "", "since is required"),
     ("2026-12-04", "", "since='2026-12-04' is in the future"),
+    ("tomorrow", "", "since='tomorrow' is in the future"),
     ("2026-12-02", "2026-12-01", "until='2026-12-01' is not after since='2026-12-02'"),
     ("2025-01-01", "2026-12-01", "is 700 days long: at most 366 days"),
     ("last week", "", "since='last week' does not parse"),
