@@ -292,14 +292,27 @@ def _round(value, digits):
     return None if value is None else round(value, digits)
 
 
-def performance_report(answers, period, targets):
-    """performance:generate-report's parts {summary, kpis, tables, charts, details} from the answers of
-    Prometheus (instant values over the window, by route, and range series)."""
+def _performance_figures(answers, seconds):
+    requests, errors = answers.get("requests"), answers.get("errors")
+    return {
+        "requests": None if requests is None else int(requests),
+        "throughput": None if not requests else round(requests / seconds, 4),
+        "error_rate": None if not requests else round(100.0 * (errors or 0.0) / requests, 3),
+        "response_avg": _round(answers.get("response_avg"), 3),
+        "response_p95": _round(answers.get("response_p95"), 3),
+    }
+
+
+def performance_report(answers, period, targets, previous=None):
+    """The performance reports' parts {summary, kpis, tables, charts, details} from the answers of
+    Prometheus (instant values over the window, by route, and range series); with `previous` (the
+    same queries a week before), a comparison with it (performance:daily-review)."""
     from datetime import UTC, datetime
 
     requests, errors = answers.get("requests"), answers.get("errors")
-    seconds = max(1.0, (datetime.fromisoformat(period["until"].replace("Z", "+00:00"))
-                        - datetime.fromisoformat(period["start"].replace("Z", "+00:00"))).total_seconds())
+    seconds = max(1.0, float(answers.get("window_seconds") or (
+        datetime.fromisoformat(period["until"].replace("Z", "+00:00"))
+        - datetime.fromisoformat(period["start"].replace("Z", "+00:00"))).total_seconds()))
     error_rate = None if not requests else round(100.0 * (errors or 0.0) / requests, 3)
     resource = {name: answers.get(name) for name in ("cpu", "memory", "disk")}
     no_node = "not available: no node exporter series in Prometheus (prometheus-node-exporter on the hosts)"
@@ -349,14 +362,32 @@ def performance_report(answers, period, targets):
          "points": [[label(moment), None if value is None else 100.0 * value]
                     for moment, value in answers.get("error_series") or []]},
     ]
+    details = {"window_seconds": int(seconds), "requests": requests, "errors": errors}
+    if previous is not None:
+        now, then = _performance_figures(answers, seconds), _performance_figures(previous, seconds)
+        names = {"requests": ("requests", ""), "throughput": ("throughput", "req/s"),
+                 "error_rate": ("error rate", "%"), "response_avg": ("response time (average)", "s"),
+                 "response_p95": ("response time p95", "s")}
+        rows = []
+        for key, (name, _unit) in names.items():
+            change = (None if now[key] is None or then[key] in (None, 0)
+                      else round(100.0 * (now[key] - then[key]) / then[key], 1))
+            rows.append([name, now[key], then[key], None if change is None else f"{change:+.1f} %"])
+        tables.insert(0, {"title": "Against the same weekday a week before",
+                          "columns": ["figure", "this day", "a week before", "change"], "rows": rows})
+        for item in kpis:
+            key = next((key for key, (name, _unit) in names.items() if name == item["name"]), None)
+            if key is not None:
+                earlier = payops_report.format_value(then[key], names[key][1], 3)
+                item["detail"] = "; ".join(part for part in (item["detail"], f"a week before: {earlier}") if part)
+        details["week_before"] = then
     judged = [payops_report.kpi(item["name"], item["value"], item.get("unit", ""), item.get("target"),
                                 item.get("op")) for item in kpis]
     missed = [item["name"] for item in judged if item["verdict"] == "missed"]
     summary = (f"{int(requests or 0)} requests, error rate {payops_report.format_value(error_rate, '%', 2)}, "
                f"average response {payops_report.format_value(_round(answers.get('response_avg'), 3), 's', 3)}. "
                + (f"Missed: {', '.join(missed)}." if missed else "Every target with data was met."))
-    return {"summary": summary, "kpis": kpis, "tables": tables, "charts": charts,
-            "details": {"window_seconds": int(seconds), "requests": requests, "errors": errors}}
+    return {"summary": summary, "kpis": kpis, "tables": tables, "charts": charts, "details": details}
 
 
 class FilterModule:

@@ -268,16 +268,17 @@ def test_a_day_in_the_future_is_refused_naming_day(sandbox):
 
 @pytest.fixture(scope="module")
 def performance(sandbox, tmp_path_factory):
-    """performance:generate-report over today, and its page in the browser."""
-    result, _ = run("performance:generate-report", "since=today")
+    """performance:daily-review of today (the queries performance:generate-report asks too, from
+    playbooks/vars/performance.yml), and its page in the browser."""
+    result, _ = run("performance:daily-review", "day=today")
     assert result.returncode == 0, result.stdout + result.stderr
     folder = Path(ARTEFACTS.search(result.stdout).group(1))
-    page = open_page(folder / "performance-report.html", screenshot=tmp_path_factory.mktemp("perf") / "perf.png",
-                     script=READ_KPIS)
-    return SimpleNamespace(report=json.loads((folder / "performance-report.json").read_text()), page=page)
+    page = open_page(folder / "performance-daily-review.html",
+                     screenshot=tmp_path_factory.mktemp("perf") / "perf.png", script=READ_KPIS)
+    return SimpleNamespace(report=json.loads((folder / "performance-daily-review.json").read_text()), page=page)
 
 
-def test_the_performance_report_equals_the_tests_own_promql(performance, sandbox):
+def test_the_performance_review_equals_the_tests_own_promql(performance, sandbox):
     report = performance.report
     period = report["period"]
     seconds = report["details"]["window_seconds"]
@@ -286,7 +287,8 @@ def test_the_performance_report_equals_the_tests_own_promql(performance, sandbox
     errors = prometheus(sandbox, f'sum(increase(betaskill_http_requests_total{{status=~"5.."}}[{seconds}s]))',
                         period["until"]) or 0.0
     assert kpi(report, "error rate")["value"] == round(100.0 * errors / total, 3)
-    by_route = {row[0]: row[1] for row in report["tables"][0]["rows"]}
+    routes = next(table for table in report["tables"] if table["title"] == "Routes")
+    by_route = {row[0]: row[1] for row in routes["rows"]}
     own = requests.get(f"{sandbox['prometheus_url']}/api/v1/query", timeout=10, params={
         "query": f"sum by (route) (increase(betaskill_http_requests_total[{seconds}s]))", "time": period["until"]}
     ).json()["data"]["result"]
@@ -295,6 +297,18 @@ def test_the_performance_report_equals_the_tests_own_promql(performance, sandbox
     assert kpi(report, "cpu utilisation (highest host)")["detail"].startswith("not available:")
     assert_self_contained(performance.page)
     assert performance.page.value["throughput"] == str(kpi(report, "throughput")["value"])
+
+
+def test_the_performance_review_compares_with_the_same_weekday_a_week_before(performance, sandbox):
+    report = performance.report
+    period, seconds = report["period"], report["details"]["window_seconds"]
+    week_before = datetime.fromisoformat(period["until"]) - timedelta(days=7)
+    then = prometheus(sandbox, f"sum(increase(betaskill_http_requests_total[{seconds}s]))", week_before.isoformat())
+    table = next(table for table in report["tables"] if table["title"] == "Against the same weekday a week before")
+    requests_row = next(row for row in table["rows"] if row[0] == "requests")
+    assert requests_row[2] == (None if then is None else int(then))
+    assert report["details"]["week_before"]["requests"] == requests_row[2]
+    assert "a week before: " in kpi(report, "throughput")["detail"]
 
 
 @pytest.mark.parametrize(("variables", "message"), [

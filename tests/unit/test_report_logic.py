@@ -154,3 +154,21 @@ def test_the_performance_report_judges_the_window_and_says_what_it_lacks():
     assert parts["charts"][1]["points"] == [["12-03 00:00", 2.0]]
     assert not report.check_document({"charts": parts["charts"]})
     assert "Missed: error rate, cpu utilisation (highest host)." in parts["summary"]
+
+
+def test_the_daily_review_compares_each_figure_with_a_week_before():
+    from ansible_collections.betaskill.payops.plugins.filter import report as filters
+
+    period = {"start": "2026-12-02T22:00:00Z", "until": "2026-12-02T23:00:00Z", "timezone": "Africa/Johannesburg"}
+    now = {"requests": 3600.0, "errors": 36.0, "response_avg": 0.3, "window_seconds": 3600}
+    then = {"requests": 1800.0, "errors": 0.0, "response_avg": None, "window_seconds": 3600}
+    parts = filters.performance_report(now, period, {"response_time_max_seconds": 5, "error_rate_max": 1,
+                                                     "resource_max_percent": 80}, then)
+    table = parts["tables"][0]
+    assert table["title"] == "Against the same weekday a week before"
+    rows = {row[0]: row[1:] for row in table["rows"]}
+    assert rows["requests"] == [3600, 1800, "+100.0 %"]
+    assert rows["error rate"] == [1.0, 0.0, None]  # no change from zero
+    assert rows["response time (average)"] == [0.3, None, None]
+    throughput = next(item for item in parts["kpis"] if item["name"] == "throughput")
+    assert throughput["detail"].endswith("a week before: 0.500 req/s")
