@@ -1,5 +1,6 @@
 """Monitoring: Debian's prometheus-alertmanager (notifying the sink), prometheus-blackbox-exporter
-(probing the site from outside, through nginx: uptime) and prometheus (scraping the app and the probe)."""
+(probing the site from outside, through nginx: uptime), prometheus-node-exporter (the machine's
+CPU, memory and disks, as a host's) and prometheus (scraping the app, the probe and the node)."""
 
 from __future__ import annotations
 
@@ -62,10 +63,27 @@ class BlackboxService(MonitoringDaemon):
                 f"--web.listen-address={HOST}:{state['ports']['blackbox']}"]
 
 
+class NodeService(MonitoringDaemon):
+    name = "node"
+    preferred_port = 19100
+    package = Package("prometheus-node-exporter", "prometheus-node-exporter")
+    config_name = "web.yml"
+    health_path = "/"
+
+    def config(self, state: State) -> str:
+        return "---\n# The node exporter's web configuration: plain HTTP on loopback.\n{}\n"
+
+    def command(self, state: State) -> list[str]:
+        # What the resource KPIs read (CPU, memory, disks, load), not every collector.
+        return [self.tools["node"], f"--web.listen-address={HOST}:{state['ports']['node']}",
+                f"--web.config.file={self.config_path}", "--collector.disable-defaults", "--collector.cpu",
+                "--collector.meminfo", "--collector.filesystem", "--collector.loadavg"]
+
+
 class PrometheusService(MonitoringDaemon):
     name = "prometheus"
     preferred_port = 19090
-    depends_on = ("app", "alertmanager", "blackbox")
+    depends_on = ("app", "alertmanager", "blackbox", "node")
     package = Package("prometheus", "prometheus")
     config_name = "prometheus.yml"
 
@@ -77,7 +95,8 @@ class PrometheusService(MonitoringDaemon):
         return render("prometheus.yml", rules_path=str(rules), app_port=ports["app"],
                       prometheus_port=ports["prometheus"], alertmanager_port=ports["alertmanager"],
                       # An `up --only prometheus` may have no edge yet: its preferred port, probed in vain.
-                      blackbox_port=ports["blackbox"], edge_port=ports.get("edge", 18080))
+                      blackbox_port=ports["blackbox"], edge_port=ports.get("edge", 18080),
+                      node_port=ports["node"])
 
     def command(self, state: State) -> list[str]:
         port = state["ports"]["prometheus"]
