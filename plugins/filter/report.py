@@ -390,6 +390,64 @@ def performance_report(answers, period, targets, previous=None):
     return {"summary": summary, "kpis": kpis, "tables": tables, "charts": charts, "details": details}
 
 
+def audit_runs(text, start, until):
+    """The runs a file audit trail (JSON lines) ended in [start, until) - ISO times in UTC - as
+    [{operator, what, runs, failed}], the most frequent first. Lines that do not parse are skipped."""
+    import json
+
+    counts = {}
+    for line in str(text or "").splitlines():
+        if '"run_end"' not in line:
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        moment = payops_time.parse_time(record.get("time"))
+        if record.get("event") != "run_end" or moment is None:
+            continue
+        if not payops_time.parse_time(start) <= moment < payops_time.parse_time(until):
+            continue
+        key = (record.get("operator") or "unknown", record.get("command") or record.get("playbook") or "?")
+        item = counts.setdefault(key, {"operator": key[0], "what": key[1], "runs": 0, "failed": 0})
+        item["runs"] += 1
+        item["failed"] += record.get("result") != "successful"
+    return sorted(counts.values(), key=lambda item: (-item["runs"], item["what"], item["operator"]))
+
+
+def operations_entry(entry, period, note_added):
+    """logs:update-operational's report parts from the entry the database wrote."""
+    summary = entry.get("summary") or {}
+    runs, notes = summary.get("runs") or [], entry.get("notes") or []
+    kpis = [
+        {"name": "runs", "value": sum(item["runs"] for item in runs), "unit": "",
+         "detail": f"from {summary.get('runs_from')}; {sum(item['failed'] for item in runs)} failed"},
+        {"name": "switch changes", "value": len(summary.get("switches") or []), "unit": ""},
+        {"name": "deployments", "value": len(summary.get("deployments") or []), "unit": ""},
+        {"name": "security incidents", "value": summary.get("security_incidents"), "unit": "", "target": 0,
+         "op": "=="},
+        {"name": "open incidents", "value": None, "unit": "",
+         "detail": "not available: no incident records in this environment"},
+        {"name": "notes", "value": len(notes), "unit": "", "detail": f"{note_added} added by this run"},
+    ]
+    tables = [
+        {"title": "Who ran what", "columns": ["operator", "command", "runs", "failed"],
+         "rows": [[item["operator"], item["what"], item["runs"], item["failed"]] for item in runs],
+         "empty": "nothing was run"},
+        {"title": "Switches changed", "columns": ["time", "switch", "state", "by", "why"],
+         "rows": [[item["at"], item["switch"], item["state"], item["by"], item["reason"]]
+                  for item in summary.get("switches") or []], "empty": "no switch changed"},
+        {"title": "Deployments", "columns": ["time", "kind", "release", "outcome", "by"],
+         "rows": [[item["at"], item["kind"], item["release"], item["outcome"], item["by"]]
+                  for item in summary.get("deployments") or []], "empty": "no deployment"},
+        {"title": "Notes", "columns": ["time", "by", "note"],
+         "rows": [[item["at"], item["by"], item["note"]] for item in notes], "empty": "no note"},
+    ]
+    text = (f"{kpis[0]['value']} runs, {kpis[1]['value']} switch changes, {kpis[2]['value']} deployments, "
+            f"{len(notes)} notes in the operations log of {period['label']}.")
+    return {"summary": text, "kpis": kpis, "tables": tables, "details": {"entry": entry}}
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -402,4 +460,6 @@ class FilterModule:
             "prometheus_vector": prometheus_vector,
             "prometheus_series": prometheus_series,
             "performance_report": performance_report,
+            "audit_runs": audit_runs,
+            "operations_entry": operations_entry,
         }

@@ -4,6 +4,7 @@ secrets, the checks a chart must pass, and a rendered page that loads nothing fr
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -172,3 +173,22 @@ def test_the_daily_review_compares_each_figure_with_a_week_before():
     assert rows["response time (average)"] == [0.3, None, None]
     throughput = next(item for item in parts["kpis"] if item["name"] == "throughput")
     assert throughput["detail"].endswith("a week before: 0.500 req/s")
+
+
+def test_the_file_trail_runs_of_a_day_are_counted_by_operator_and_command():
+    from ansible_collections.betaskill.payops.plugins.filter import report as filters
+
+    def end(time, operator, result="successful", **what):
+        return json.dumps({"event": "run_end", "time": time, "operator": operator, "result": result, **what})
+
+    lines = [
+        end("2026-12-02T21:59:59+00:00", "ann", command="a"),
+        end("2026-12-02T22:00:00+00:00", "ann", command="a"),
+        end("2026-12-02T23:00:00+00:00", "ann", "failed", command="a"),
+        end("2026-12-02T23:30:00+00:00", "bob", playbook="p.yml"),
+        json.dumps({"event": "run_start", "time": "2026-12-02T23:00:00+00:00", "operator": "ann", "command": "a"}),
+        'not json "run_end"',
+    ]
+    runs = filters.audit_runs("\n".join(lines), "2026-12-02T22:00:00Z", "2026-12-03T22:00:00Z")
+    assert runs == [{"operator": "ann", "what": "a", "runs": 2, "failed": 1},
+                    {"operator": "bob", "what": "p.yml", "runs": 1, "failed": 0}]
