@@ -102,7 +102,7 @@ class PrometheusService(MonitoringDaemon):
         port = state["ports"]["prometheus"]
         return [self.tools["prometheus"], f"--config.file={self.config_path}",
                 f"--storage.tsdb.path={self.directory / 'data'}", f"--web.listen-address={HOST}:{port}",
-                "--web.enable-lifecycle", "--storage.tsdb.retention.time=7d",
+                "--web.enable-lifecycle", "--storage.tsdb.retention.time=40d",
                 f"--web.external-url=http://{HOST}:{port}"]
 
 
