@@ -83,7 +83,7 @@ def by_hand(dsn: str, day: str) -> tuple[float, int]:
     sql = (ROOT / "playbooks" / "files" / "daily-summary.sql").read_text()
     began = time.perf_counter()
     with psycopg.connect(dsn) as conn:
-        cursor = conn.execute(sql, {"start": period["start"], "until": period["until"], "tz": "Africa/Johannesburg",
+        cursor = conn.execute(sql, {"start": period["start"], "upto": period["until"], "tz": "Africa/Johannesburg",
                                     "test_users": TEST_USER, "environment": "local", "pending_minutes": 30})
         rows = cursor.fetchall()
     return time.perf_counter() - began, len(rows)

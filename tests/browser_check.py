@@ -95,9 +95,10 @@ class DevTools:
 
 
 def open_page(path: Path, screenshot: Path | None = None, script: str | None = None,
-              timeout: float = 30.0) -> PageResult:
+              timeout: float = 90.0) -> PageResult:
     """Load `path` in a fresh headless chromium; the requests it made (but its own document), its
-    console errors and uncaught exceptions, a PNG screenshot, and `script`'s value (JSON)."""
+    console errors and uncaught exceptions, a PNG screenshot, and `script`'s value (JSON).
+    `timeout` is a deadline for chromium on a loaded machine, not a measure of anything."""
     url = Path(path).resolve().as_uri()
     profile = Path(tempfile.mkdtemp(prefix="payops-chromium-"))
     process = subprocess.Popen(
@@ -161,7 +162,9 @@ def _collect(events: list[dict[str, Any]], result: PageResult) -> None:
         method, params = event["method"], event.get("params", {})
         if method == "Network.requestWillBeSent":
             requested = params["request"]["url"]
-            if requested != result.url:
+            # A data: URL is the page's own bytes (and chromium's own images use it), not a request
+            # to anywhere; every other scheme but the page itself counts, file: included.
+            if requested != result.url and not requested.startswith("data:"):
                 result.requests.append(requested)
         elif method == "Runtime.consoleAPICalled" and params.get("type") in ("error", "assert"):
             text = " ".join(str(arg.get("value", arg.get("description", ""))) for arg in params.get("args", []))

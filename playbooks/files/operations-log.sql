@@ -8,7 +8,7 @@ WITH switches AS (
                'state', CASE WHEN enabled THEN 'on' ELSE 'off' END, 'by', set_by, 'reason', reason)
                ORDER BY set_at, id), '[]'::jsonb) AS items
       FROM payops.switch_events
-     WHERE set_at >= %(start)s::timestamptz AND set_at < %(until)s::timestamptz
+     WHERE set_at >= %(start)s::timestamptz AND set_at < %(upto)s::timestamptz
 ),
 deployments AS (
     SELECT coalesce(jsonb_agg(jsonb_build_object(
@@ -16,7 +16,7 @@ deployments AS (
                'outcome', outcome, 'by', operator) ORDER BY started_at), '[]'::jsonb) AS items
       FROM payops.deployments
      WHERE environment = %(environment)s
-       AND started_at >= %(start)s::timestamptz AND started_at < %(until)s::timestamptz
+       AND started_at >= %(start)s::timestamptz AND started_at < %(upto)s::timestamptz
 ),
 trail_runs AS (
     SELECT coalesce(jsonb_agg(jsonb_build_object('operator', operator, 'what', what, 'runs', runs,
@@ -25,7 +25,7 @@ trail_runs AS (
                    coalesce(record ->> 'command', record ->> 'playbook') AS what,
                    count(*) AS runs, count(*) FILTER (WHERE record ->> 'result' <> 'successful') AS failed
               FROM payops.audit_trail
-             WHERE recorded_at >= %(start)s::timestamptz AND recorded_at < %(until)s::timestamptz
+             WHERE recorded_at >= %(start)s::timestamptz AND recorded_at < %(upto)s::timestamptz
                AND record ->> 'event' = 'run_end'
              GROUP BY 1, 2) AS runs
 ),
@@ -39,7 +39,7 @@ summary AS (
                'security_incidents', (SELECT count(*) FROM public.security_events
                                        WHERE severity IN ('high', 'critical')
                                          AND created_at >= %(start)s::timestamptz
-                                         AND created_at < %(until)s::timestamptz)) AS content
+                                         AND created_at < %(upto)s::timestamptz)) AS content
       FROM switches, deployments, trail_runs
 ),
 entry AS (

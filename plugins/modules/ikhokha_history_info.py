@@ -8,7 +8,7 @@ DOCUMENTATION = r"""
 module: ikhokha_history_info
 short_description: Match a window's payments against iKhokha's payments history
 description:
-  - Reads the payments created in [O(since), O(until)) that have an iKhokha paylink, and the
+  - Reads the payments created in [O(since), O(before)) that have an iKhokha paylink, and the
     gateway's C(payments/history) (signed C(GET), the window's UTC days and one either side), and
     matches them by paylink id, else by external transaction id.
   - "Findings - C(lost_callback) (settled at the gateway, pending here: safe to settle, see
@@ -24,8 +24,8 @@ options:
     description: The window's start, ISO 8601 with a time zone.
     type: str
     required: true
-  until:
-    description: The window's end, ISO 8601 with a time zone.
+  before:
+    description: The window's end (not in it), ISO 8601 with a time zone.
     type: str
     required: true
   min_age_seconds:
@@ -41,7 +41,7 @@ EXAMPLES = r"""
 - name: Match yesterday's payments against the gateway
   betaskill.payops.ikhokha_history_info:
     since: "2026-12-01T22:00:00Z"
-    until: "2026-12-02T22:00:00Z"
+    before: "2026-12-02T22:00:00Z"
   register: matched
 """
 
@@ -96,7 +96,7 @@ OURS_SQL = """
 SELECT transaction_reference AS reference, gateway_response ->> 'paylinkID' AS paylink_id, status, amount, currency,
        (status = 'pending' AND created_at > now() - make_interval(secs => %(min_age)s)) AS in_flight
   FROM public.payments
- WHERE created_at >= %(since)s::timestamptz AND created_at < %(until)s::timestamptz
+ WHERE created_at >= %(since)s::timestamptz AND created_at < %(before)s::timestamptz
    AND gateway_response ? 'paylinkID'
  ORDER BY created_at
 """
@@ -115,19 +115,19 @@ def main():
     argument_spec.update(ikhokha_argument_spec())
     argument_spec.update(
         since=dict(type="str", required=True),
-        until=dict(type="str", required=True),
+        before=dict(type="str", required=True),
         min_age_seconds=dict(type="int", default=60),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     if not HAS_REQUESTS:
         module.fail_json(msg="the python library requests is needed on the controller")
     params = module.params
-    since, until = parse_time(params["since"]), parse_time(params["until"])
-    for name, value in (("since", since), ("until", until)):
+    since, until = parse_time(params["since"]), parse_time(params["before"])
+    for name, value in (("since", since), ("before", until)):
         if value is None:
             module.fail_json(msg=f"{name}={params[name]!r} is not a time (ISO 8601 with a time zone)")
     if until <= since:
-        module.fail_json(msg=f"until={params['until']!r} is not after since={params['since']!r}")
+        module.fail_json(msg=f"before={params['before']!r} is not after since={params['since']!r}")
 
     client = Client(params["api_url"], params["app_id"], params["app_secret"],
                     params["timeout"], params["validate_certs"])
@@ -144,7 +144,7 @@ def main():
     conn = connect(module, autocommit=True, application_name="ikhokha_history_info")
     try:
         with conn.cursor() as cur:
-            cur.execute(OURS_SQL, {"since": params["since"], "until": params["until"],
+            cur.execute(OURS_SQL, {"since": params["since"], "before": params["before"],
                                    "min_age": params["min_age_seconds"]})
             ours = [dict(row) for row in cur.fetchall()]
             cur.execute(ELSEWHERE_SQL, {"paylinks": strangers(ours, data["payments"])})

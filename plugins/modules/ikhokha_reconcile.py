@@ -22,7 +22,7 @@ options:
       - Only payments created at or after this time (ISO 8601, with a time zone). Default - all
         pending payments.
     type: str
-  until:
+  before:
     description:
       - Only payments created before this time (ISO 8601, with a time zone) - the end of
         payment:reconcile's day. Default - no end.
@@ -126,7 +126,7 @@ SELECT id::text, transaction_reference, gateway_response ->> 'paylinkID' AS payl
    AND gateway_response ? 'paylinkID'
    AND created_at <= now() - make_interval(secs => %(min_age)s)
    AND (%(since)s::timestamptz IS NULL OR created_at >= %(since)s::timestamptz)
-   AND (%(until)s::timestamptz IS NULL OR created_at < %(until)s::timestamptz)
+   AND (%(before)s::timestamptz IS NULL OR created_at < %(before)s::timestamptz)
    AND (%(references)s::text[] IS NULL OR transaction_reference = ANY (%(references)s::text[]))
  ORDER BY created_at
  LIMIT %(limit)s
@@ -148,7 +148,7 @@ def main():
     argument_spec.update(ikhokha_argument_spec())
     argument_spec.update(
         since=dict(type="str"),
-        until=dict(type="str"),
+        before=dict(type="str"),
         references=dict(type="list", elements="str"),
         min_age_seconds=dict(type="int", default=60),
         limit=dict(type="int", default=1000),
@@ -167,11 +167,11 @@ def main():
             try:
                 cur.execute(
                     PENDING_SQL,
-                    {"min_age": params["min_age_seconds"], "since": params["since"], "until": params["until"],
+                    {"min_age": params["min_age_seconds"], "since": params["since"], "before": params["before"],
                      "references": params["references"], "limit": params["limit"]},
                 )
             except psycopg.errors.InvalidDatetimeFormat:
-                module.fail_json(msg=f"since={params['since']!r} or until={params['until']!r} is not a time"
+                module.fail_json(msg=f"since={params['since']!r} or before={params['before']!r} is not a time"
                                      " (ISO 8601 with a time zone)")
             pending = cur.fetchall()
         client = Client(params["api_url"], params["app_id"], params["app_secret"],
