@@ -50,12 +50,15 @@ class DevTools:
     """One page target's DevTools session: commands by id, events kept in arrival order."""
 
     def __init__(self, url: str, timeout: float) -> None:
+        self.timeout = timeout
         self.socket = websocket.create_connection(url, timeout=timeout, suppress_origin=True)
         self.ids = itertools.count(1)
         self.events: list[dict[str, Any]] = []
 
     def call(self, method: str, **params: Any) -> dict[str, Any]:
         ident = next(self.ids)
+        # drain() and wait_for() shorten the socket's timeout: a command gets the whole deadline.
+        self.socket.settimeout(self.timeout)
         self.socket.send(json.dumps({"id": ident, "method": method, "params": params}))
         while True:
             message = json.loads(self.socket.recv())
