@@ -56,7 +56,11 @@ def describe_bucket(params):
 def s3_client(module):
     """A boto3 S3 client; botocore's own retries are off, with_retries() decides what is retried."""
     require_boto3(module)
-    params = module.params
+    return client_for(module.params)
+
+
+def client_for(params):
+    """s3_client for the options of s3_argument_spec as a mapping (an action plugin's arguments)."""
     config = Config(
         retries={"total_max_attempts": 1},
         connect_timeout=min(params["s3_timeout"], 10),

@@ -107,3 +107,106 @@ def parse_since(text, now=None):
     if moment > now:
         raise ValueError(f"since={text!r} is in the future")
     return moment
+
+
+# --- Report periods: calendar days and windows in the platform's time zone (issue 14) ------------
+DEFAULT_TIMEZONE = "Africa/Johannesburg"
+MAX_WINDOW_DAYS = 366
+DAY_FORMS = "a date (2026-12-02), 'today' or 'yesterday'"
+
+
+def zone(name):
+    """The time zone named (payops_timezone); ValueError naming the variable when it is unknown."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        return ZoneInfo(str(name or DEFAULT_TIMEZONE).strip())
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"payops_timezone={name!r} is not a time zone: use an IANA name such as "
+                         f"{DEFAULT_TIMEZONE}") from None
+
+
+def _period(start, end, now, tz, label):
+    return {
+        "label": label, "timezone": str(tz.key),
+        "start": iso_seconds(start), "end": iso_seconds(end),
+        # Where the data stops: the end, or now for a period still running.
+        "until": iso_seconds(min(end, now)), "complete": end <= now,
+        "local_start": start.astimezone(tz).isoformat(timespec="seconds"),
+        "local_end": end.astimezone(tz).isoformat(timespec="seconds"),
+    }
+
+
+def parse_day(text, timezone=DEFAULT_TIMEZONE, now=None, variable="day"):
+    """The calendar day `text` names in `timezone` as a period {label, start, end, until, complete,
+    ...} (start and end in UTC; a day is 23 or 25 hours when the clocks change). Empty is today.
+    ValueError naming `variable` for a day that does not parse or has not begun."""
+    from datetime import date, time
+
+    tz = zone(timezone)
+    now = (now or utcnow()).astimezone(tz)
+    value = str(text or "").strip().lower()
+    if value in ("", "today"):
+        day = now.date()
+    elif value == "yesterday":
+        day = now.date() - timedelta(days=1)
+    elif value == "tomorrow":
+        day = now.date() + timedelta(days=1)
+    else:
+        try:
+            day = date.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"{variable}={text!r} is not a day: use {DAY_FORMS}") from None
+    if day > now.date():
+        raise ValueError(f"{variable}={text!r} is in the future (today is {now.date()} in {tz.key})")
+    start = datetime.combine(day, time(0), tzinfo=tz)
+    end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=tz)
+    return _period(start.astimezone(UTC), end.astimezone(UTC), now.astimezone(UTC), tz, day.isoformat())
+
+
+def _window_end(text, tz, now, variable):
+    """A window's bound: a date is that day's midnight in tz (for until, the midnight after it)."""
+    from datetime import date, time
+
+    value = str(text).strip()
+    try:
+        day = date.fromisoformat(value)
+    except ValueError:
+        day = None
+    if day is not None:
+        moment = datetime.combine(day, time(0), tzinfo=tz)
+        return moment + timedelta(days=1) if variable == "until" else moment
+    if value.lower() in ("today", "yesterday", "tomorrow", "now"):
+        if value.lower() == "now":
+            return now
+        base = now.date() + timedelta(days={"yesterday": -1, "today": 0, "tomorrow": 1}[value.lower()])
+        moment = datetime.combine(base, time(0), tzinfo=tz)
+        return moment + timedelta(days=1) if variable == "until" else moment
+    try:
+        moment = datetime.fromisoformat(_iso_text(value))
+    except ValueError:
+        raise ValueError(f"{variable}={text!r} does not parse: use a date (2026-12-02), an ISO 8601 time "
+                         "(2026-12-02T18:00:00+02:00), today, yesterday or now") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=tz)
+
+
+def parse_window(since, until="", timezone=DEFAULT_TIMEZONE, now=None, max_days=MAX_WINDOW_DAYS):
+    """The window [since, until) as a period. A date means its midnight in `timezone` (until: the
+    end of that day); until empty is now. ValueError naming the variable when since is missing or in
+    the future, until is before since, or the window is longer than `max_days`."""
+    tz = zone(timezone)
+    now = (now or utcnow()).astimezone(tz)
+    if not str(since or "").strip():
+        raise ValueError("since is required: use a date (2026-12-02) or an ISO 8601 time")
+    start = _window_end(since, tz, now, "since")
+    if start > now:
+        raise ValueError(f"since={since!r} is in the future (it is {now.isoformat(timespec='seconds')} in {tz.key})")
+    end = _window_end(until, tz, now, "until") if str(until or "").strip() else now
+    if end <= start:
+        raise ValueError(f"until={until!r} is not after since={since!r}: the window would be empty")
+    if end - start > timedelta(days=max_days):
+        raise ValueError(f"the window since={since!r} until={until or 'now'!r} is {(end - start).days} days long:"
+                         f" at most {max_days} days are reported at once")
+    local = [moment.astimezone(tz).isoformat(timespec="minutes") for moment in (start, end)]
+    label = f"{local[0]} to {local[1]}"
+    return _period(start.astimezone(UTC), end.astimezone(UTC), now.astimezone(UTC), tz, label)

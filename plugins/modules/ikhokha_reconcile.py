@@ -22,6 +22,17 @@ options:
       - Only payments created at or after this time (ISO 8601, with a time zone). Default - all
         pending payments.
     type: str
+  before:
+    description:
+      - Only payments created before this time (ISO 8601, with a time zone) - the end of
+        payment:reconcile's day. Default - no end.
+    type: str
+  references:
+    description:
+      - Only the payments with these transaction references (payment:reconcile's lost callbacks).
+        Default - every pending payment of the window.
+    type: list
+    elements: str
   min_age_seconds:
     description: Leave payments younger than this.
     type: int
@@ -115,6 +126,8 @@ SELECT id::text, transaction_reference, gateway_response ->> 'paylinkID' AS payl
    AND gateway_response ? 'paylinkID'
    AND created_at <= now() - make_interval(secs => %(min_age)s)
    AND (%(since)s::timestamptz IS NULL OR created_at >= %(since)s::timestamptz)
+   AND (%(before)s::timestamptz IS NULL OR created_at < %(before)s::timestamptz)
+   AND (%(references)s::text[] IS NULL OR transaction_reference = ANY (%(references)s::text[]))
  ORDER BY created_at
  LIMIT %(limit)s
 """
@@ -135,6 +148,8 @@ def main():
     argument_spec.update(ikhokha_argument_spec())
     argument_spec.update(
         since=dict(type="str"),
+        before=dict(type="str"),
+        references=dict(type="list", elements="str"),
         min_age_seconds=dict(type="int", default=60),
         limit=dict(type="int", default=1000),
         workers=dict(type="int", default=8),
@@ -152,10 +167,12 @@ def main():
             try:
                 cur.execute(
                     PENDING_SQL,
-                    {"min_age": params["min_age_seconds"], "since": params["since"], "limit": params["limit"]},
+                    {"min_age": params["min_age_seconds"], "since": params["since"], "before": params["before"],
+                     "references": params["references"], "limit": params["limit"]},
                 )
             except psycopg.errors.InvalidDatetimeFormat:
-                module.fail_json(msg=f"since={params['since']!r} is not a time (ISO 8601 with a time zone)")
+                module.fail_json(msg=f"since={params['since']!r} or before={params['before']!r} is not a time"
+                                     " (ISO 8601 with a time zone)")
             pending = cur.fetchall()
         client = Client(params["api_url"], params["app_id"], params["app_secret"],
                         params["timeout"], params["validate_certs"])

@@ -31,7 +31,7 @@ STATUS_KEYS = {
     "ikhokha_url", "ikhokha_app_id", "ikhokha_app_secret", "app_url", "edge_url", "prometheus_url",
     "alertmanager_url", "notify_url", "state_dir", "services",
 }
-SERVICES = {"postgres", "s3", "sink", "ikhokha", "app", "alertmanager", "prometheus", "edge"}
+SERVICES = {"postgres", "s3", "sink", "ikhokha", "app", "alertmanager", "blackbox", "node", "prometheus", "edge"}
 
 
 def wait_until(check, timeout: float = 30.0, interval: float = 0.2):

@@ -13,7 +13,7 @@ from payops.sandbox import services
 from payops.sandbox.ports import assign_ports, choose_port, parse_port_overrides
 from payops.sandbox.services.base import Context
 
-NAMES = ("postgres", "s3", "sink", "ikhokha", "app", "alertmanager", "prometheus", "edge")
+NAMES = ("postgres", "s3", "sink", "ikhokha", "app", "alertmanager", "blackbox", "node", "prometheus", "edge")
 
 
 def test_every_service_once_in_start_order_with_dependencies_first():
@@ -26,20 +26,21 @@ def test_every_service_once_in_start_order_with_dependencies_first():
 def test_preferred_ports_are_the_documented_ones_and_distinct():
     ports = services.preferred_ports()
     assert ports == {"edge": 18080, "app": 18081, "ikhokha": 18082, "s3": 18083, "sink": 18084,
-                     "postgres": 15432, "prometheus": 19090, "alertmanager": 19093}
+                     "postgres": 15432, "prometheus": 19090, "alertmanager": 19093, "blackbox": 19115, "node": 19100}
     assert len(set(ports.values())) == len(ports)
 
 
 def test_the_debian_packages_are_named():
     packages = {kind.name: kind.package.name for kind in services.SERVICE_TYPES if kind.package}
     assert packages == {"postgres": "postgresql", "alertmanager": "prometheus-alertmanager",
-                        "prometheus": "prometheus", "edge": "nginx"}
+                        "prometheus": "prometheus", "edge": "nginx", "blackbox": "prometheus-blackbox-exporter",
+                        "node": "prometheus-node-exporter"}
 
 
 @pytest.mark.parametrize(("only", "expected"), [
     (["sink"], ["sink"]),
     (["app"], ["postgres", "ikhokha", "app"]),
-    (["prometheus"], ["postgres", "sink", "ikhokha", "app", "alertmanager", "prometheus"]),
+    (["prometheus"], ["postgres", "sink", "ikhokha", "app", "alertmanager", "blackbox", "node", "prometheus"]),
     (["edge", "s3"], ["postgres", "s3", "ikhokha", "app", "edge"]),
 ])
 def test_only_brings_what_a_service_needs_in_start_order(only, expected):

@@ -45,6 +45,8 @@ def add_parser(subparsers: Any) -> None:
                          help="spread the payments over the last D days (back-dated; 0: now)")
     traffic.add_argument("--workers", type=int, default=4, help="concurrent customers (4)")
     traffic.add_argument("--seed", type=int, help="random seed, for a repeatable history")
+    traffic.add_argument("--timezone", default="Africa/Johannesburg",
+                         help="the platform's time zone, whose calendar days --days plans (Africa/Johannesburg)")
     traffic.add_argument("--json", action="store_true", help="print the summary as JSON")
     traffic.set_defaults(func=run_traffic)
 
@@ -98,14 +100,23 @@ def run_traffic(args: argparse.Namespace) -> int:
         raise PayopsError("--failure-rate must be between 0 and 1")
     if args.days < 0:
         raise PayopsError("--days must be 0 or more")
+    try:
+        from zoneinfo import ZoneInfo
+
+        ZoneInfo(args.timezone)
+    except (ValueError, KeyError):
+        raise PayopsError(f"--timezone {args.timezone!r} is not a time zone (e.g. Africa/Johannesburg)") from None
     summary = make_traffic(_sandbox(args), payments=args.payments, failure_rate=args.failure_rate,
-                           days=args.days, workers=max(1, args.workers), seed=args.seed)
+                           days=args.days, workers=max(1, args.workers), seed=args.seed, timezone=args.timezone)
     if args.json:
         print(json.dumps(summary, indent=2, sort_keys=True))
     else:
         print(f"payments: {summary['made']} made, {summary['completed']} completed, {summary['failed']} failed, "
               f"{summary['errors']} errors; {summary['elapsed_seconds']:.1f} s"
               + (f"; back-dated over {summary['days']} days" if summary["days"] else ""))
+        for day, totals in summary["per_day"].items():
+            print(f"  {day}: {totals['made']} made, {totals['completed']} completed, {totals['failed']} failed, "
+                  f"{totals['completed_cents']['ZAR']} ZAR cents completed")
         for error in summary["error_samples"]:
             print(f"  error: {error}", file=sys.stderr)
     return 0 if summary["errors"] == 0 else 1

@@ -1,6 +1,6 @@
 """The sandbox's services, one class each behind the `Service` interface (base.py), in start order.
 
-    postgres  s3  sink  ikhokha  app  alertmanager  prometheus  edge
+    postgres  s3  sink  ikhokha  app  alertmanager  blackbox  node  prometheus  edge
 
 Each one's dependencies come before it; `down` goes backwards.
 """
@@ -12,14 +12,14 @@ from collections.abc import Iterable
 from payops.errors import PayopsError
 from payops.sandbox.services.base import Context, Service
 from payops.sandbox.services.edge import EdgeService
-from payops.sandbox.services.monitoring import AlertmanagerService, PrometheusService
+from payops.sandbox.services.monitoring import AlertmanagerService, BlackboxService, NodeService, PrometheusService
 from payops.sandbox.services.postgres import PostgresService
 from payops.sandbox.services.programs import AppService, IkhokhaService, SinkService
 from payops.sandbox.services.s3 import S3Service
 
 SERVICE_TYPES: tuple[type[Service], ...] = (
     PostgresService, S3Service, SinkService, IkhokhaService, AppService,
-    AlertmanagerService, PrometheusService, EdgeService,
+    AlertmanagerService, BlackboxService, NodeService, PrometheusService, EdgeService,
 )
 SERVICES: tuple[str, ...] = tuple(kind.name for kind in SERVICE_TYPES)
 

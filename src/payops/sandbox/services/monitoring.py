@@ -1,4 +1,6 @@
-"""Monitoring: Debian's prometheus-alertmanager (notifying the sink) and prometheus (scraping the app)."""
+"""Monitoring: Debian's prometheus-alertmanager (notifying the sink), prometheus-blackbox-exporter
+(probing the site from outside, through nginx: uptime), prometheus-node-exporter (the machine's
+CPU, memory and disks, as a host's) and prometheus (scraping the app, the probe and the node)."""
 
 from __future__ import annotations
 
@@ -46,10 +48,42 @@ class AlertmanagerService(MonitoringDaemon):
                 "--cluster.listen-address=", f"--web.external-url=http://{HOST}:{port}"]
 
 
+class BlackboxService(MonitoringDaemon):
+    name = "blackbox"
+    preferred_port = 19115
+    package = Package("prometheus-blackbox-exporter", "prometheus-blackbox-exporter")
+    config_name = "blackbox.yml"
+    health_path = "/-/healthy"
+
+    def config(self, state: State) -> str:
+        return render("blackbox.yml")
+
+    def command(self, state: State) -> list[str]:
+        return [self.tools["blackbox"], f"--config.file={self.config_path}",
+                f"--web.listen-address={HOST}:{state['ports']['blackbox']}"]
+
+
+class NodeService(MonitoringDaemon):
+    name = "node"
+    preferred_port = 19100
+    package = Package("prometheus-node-exporter", "prometheus-node-exporter")
+    config_name = "web.yml"
+    health_path = "/"
+
+    def config(self, state: State) -> str:
+        return "---\n# The node exporter's web configuration: plain HTTP on loopback.\n{}\n"
+
+    def command(self, state: State) -> list[str]:
+        # What the resource KPIs read (CPU, memory, disks, load), not every collector.
+        return [self.tools["node"], f"--web.listen-address={HOST}:{state['ports']['node']}",
+                f"--web.config.file={self.config_path}", "--collector.disable-defaults", "--collector.cpu",
+                "--collector.meminfo", "--collector.filesystem", "--collector.loadavg"]
+
+
 class PrometheusService(MonitoringDaemon):
     name = "prometheus"
     preferred_port = 19090
-    depends_on = ("app", "alertmanager")
+    depends_on = ("app", "alertmanager", "blackbox", "node")
     package = Package("prometheus", "prometheus")
     config_name = "prometheus.yml"
 
@@ -59,13 +93,16 @@ class PrometheusService(MonitoringDaemon):
         write_private(rules, render("alerts.yml", **alert_values()))
         ports = state["ports"]
         return render("prometheus.yml", rules_path=str(rules), app_port=ports["app"],
-                      prometheus_port=ports["prometheus"], alertmanager_port=ports["alertmanager"])
+                      prometheus_port=ports["prometheus"], alertmanager_port=ports["alertmanager"],
+                      # An `up --only prometheus` may have no edge yet: its preferred port, probed in vain.
+                      blackbox_port=ports["blackbox"], edge_port=ports.get("edge", 18080),
+                      node_port=ports["node"])
 
     def command(self, state: State) -> list[str]:
         port = state["ports"]["prometheus"]
         return [self.tools["prometheus"], f"--config.file={self.config_path}",
                 f"--storage.tsdb.path={self.directory / 'data'}", f"--web.listen-address={HOST}:{port}",
-                "--web.enable-lifecycle", "--storage.tsdb.retention.time=7d",
+                "--web.enable-lifecycle", "--storage.tsdb.retention.time=40d",
                 f"--web.external-url=http://{HOST}:{port}"]
 
 
