@@ -1,7 +1,7 @@
 # Copyright: payops contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Time as payops reads and writes it, the one copy: ISO 8601 times from APIs, manifests and
-Ansible, durations ("24h", "1h30m") and the start of a window as operators write it ("yesterday
+Ansible, durations ("24h", "1h30m") and a window's ends as operators write them ("yesterday
 18:00", "12h", an ISO time).
 
 Standard library only, so that unit tests and the filter plugins can load this file on its own.
@@ -76,7 +76,7 @@ def parse_duration(text):
     return seconds
 
 
-def parse_since(text, now=None):
+def parse_since(text, now=None, name="since", allow_future=False):
     """The start of a window as an aware datetime.
 
     Empty: 18:00 the day before (the overnight window of the morning checklist). HH:MM: the last
@@ -91,7 +91,7 @@ def parse_since(text, now=None):
     if match:
         day, hour, minute = match.group(1), int(match.group(2)), int(match.group(3))
         if hour > 23 or minute > 59:
-            raise ValueError(f"since={text!r}: {hour:02d}:{minute:02d} is not a time of day")
+            raise ValueError(f"{name}={text!r}: {hour:02d}:{minute:02d} is not a time of day")
         moment = now.replace(hour=hour, minute=minute, second=0, microsecond=0)
         if day == "yesterday" or (day is None and moment > now):
             moment -= timedelta(days=1)
@@ -101,9 +101,23 @@ def parse_since(text, now=None):
     try:
         moment = datetime.fromisoformat(str(text).strip().replace("Z", "+00:00"))
     except ValueError:
-        raise ValueError(f"since={text!r} does not parse: use {SINCE_FORMS}") from None
+        raise ValueError(f"{name}={text!r} does not parse: use {SINCE_FORMS}") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=now.tzinfo)
-    if moment > now:
-        raise ValueError(f"since={text!r} is in the future")
+    if moment > now and not allow_future:
+        raise ValueError(f"{name}={text!r} is in the future")
     return moment
+
+
+def parse_window(since, until, now=None, default_since="1h"):
+    """(start, end) of a window an operator wrote: each end in any form of parse_since (until may
+    also be 'now', its default, or lie ahead); ValueError naming the variable when one does not
+    parse or since is after until."""
+    now = now or local_now()
+    start = parse_since(since or default_since, now=now)
+    value = str(until or "").strip().lower()
+    end = now if value in ("", "now") else parse_since(until, now=now, name="until", allow_future=True)
+    if start > end:
+        raise ValueError(f"since={since!r} ({iso_seconds(start)}) is after until={until!r} ({iso_seconds(end)}): "
+                         "the window must start before it ends")
+    return start, end
