@@ -105,11 +105,14 @@ def log_rows_as_lines(rows: list[dict[str, Any]], host: str, source: str,
     left_out = {"epoch", *(drop or [])}
     for row in rows or []:
         epoch = row.get("epoch")
-        record = {key: value for key, value in row.items() if key not in left_out}
+        # A row may carry its own source (a timeline of several tables) and its record as one column.
+        record = row["record"] if isinstance(row.get("record"), dict) else {
+            key: value for key, value in row.items() if key not in left_out | {"source"}}
         text, counts = mask_text(json.dumps(record, default=str, separators=(",", ":")))
         moment = float(epoch) if epoch not in (None, "") else None
         lines.append({"time": iso(datetime.fromtimestamp(moment, UTC), "milliseconds") if moment else None,
-                      "epoch": moment, "source": source, "file": f"database:{source}", "level": "info",
+                      "epoch": moment, "source": row.get("source") or source,
+                      "file": f"database:{row.get('source') or source}", "level": "info",
                       "text": text, "host": host, "masked": counts})
     return lines
 
