@@ -251,9 +251,7 @@ def matches(line, filters):
         return False
     if filters.status and fields.get("status") not in filters.status:
         return False
-    if filters.events and fields.get("event") not in filters.events:
-        return False
-    return True
+    return not (filters.events and fields.get("event") not in filters.events)
 
 
 def rotated_files(path):

@@ -57,7 +57,9 @@ options:
     description: The window's end, an ISO 8601 time.
     type: str
   level:
-    description: The lowest level shown (a JSON line's level, a status of 400 and up is a warning and 500 and up an error).
+    description:
+      - The lowest level shown. A JSON line's own level; without one, a status of 400 and up is a
+        warning and 500 and up an error.
     type: str
     choices: [debug, info, warning, error, critical]
   route:

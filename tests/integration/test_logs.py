@@ -3,22 +3,36 @@
 Structured logs: the edge's JSON access log (roles/edge, the same template the sandbox's nginx is
 written from) logs the path without its query string and the request id it passes to the app; the
 app logs one JSON line a request with that id, route, status, timings and the payment reference.
+
+The logs:* procedures: one `payops run` per module-scoped fixture, asserted on from several sides -
+a request followed by its id, a payment by its reference (checked against the database), masking,
+a rotated .gz log, the cap and its "N more" line, an empty window, bad input.
 """
 
 from __future__ import annotations
 
+import gzip
+import hashlib
+import hmac
 import json
+import os
 import secrets
 import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import psycopg
 import pytest
 import requests
 from conftest import wait_until
+from health_helpers import run
 
 pytestmark = pytest.mark.sandbox
 
 COURSE_ID = "00000000-0000-4000-8000-000000000001"  # seeded by betaskill.sql
+WEBHOOK = "/api/webhooks/ikhokha"
 
 
 def json_lines(path: Path) -> list[dict]:
@@ -88,3 +102,202 @@ def test_an_unusable_incoming_request_id_is_replaced(sandbox):
     assert response.status_code == 200
     assert response.headers["X-Request-ID"] != 'bad id"}'
     assert len(response.headers["X-Request-ID"]) == 32  # nginx's $request_id
+
+
+# --- the logs:* procedures: one run each, many assertions -------------------------------------------
+
+def sign(secret: str, path: str, body: str) -> str:
+    message = (path + body).replace("\\", "\\\\").replace('"', '\\"').replace("'", "\\'").replace("\0", "\\0")
+    return hmac.new(secret.strip().encode(), message.encode(), hashlib.sha256).hexdigest()
+
+
+def callback(sandbox, body: str, signature: str | None = None) -> requests.Response:
+    headers = {"Content-Type": "application/json", "ik-appid": sandbox["ikhokha_app_id"],
+               "ik-sign": signature if signature is not None else sign(sandbox["ikhokha_app_secret"], WEBHOOK, body)}
+    return requests.post(f"{sandbox['edge_url']}{WEBHOOK}", data=body.encode(), headers=headers, timeout=30)
+
+
+@dataclass
+class Traffic:
+    marker: str
+    request_id: str
+    reference: str
+    paylink_id: str
+    payment_id: str
+    callback_request_id: str
+    rotated: Path
+    rotated_lines: int
+
+
+@pytest.fixture(scope="module")
+def traffic(sandbox) -> Iterator[Traffic]:
+    """A paid checkout, a forged callback, app lines holding a card number and secrets, and a rotated
+    .gz app log from half an hour ago, all carrying one marker."""
+    marker = "LOGTEST" + secrets.token_hex(6)
+    request_id = "it-" + secrets.token_hex(8)
+    response = checkout(sandbox, request_id)
+    assert response.status_code == 201, response.text
+    payment = response.json()
+    body = json.dumps({"paylinkID": payment["paylink_id"], "status": "SUCCESS",
+                       "externalTransactionID": payment["transaction_reference"], "responseCode": "00"},
+                      separators=(",", ":"))
+    paid = callback(sandbox, body)
+    assert paid.status_code == 200, paid.text
+    forged = callback(sandbox, json.dumps({"paylinkID": marker, "status": "SUCCESS"}), signature="0" * 64)
+    assert forged.status_code == 401
+    app_log = sandbox_dir(sandbox) / "app" / "app.log"
+    now = datetime.now(UTC)
+    with app_log.open("a") as handle:  # what a careless release could log
+        for line in (
+            {"level": "error", "logger": "app", "message": f"{marker} charge failed for card 4111 1111 1111 1111"},
+            {"level": "warning", "logger": "app", "message": f"{marker} retrying",
+             "authorization": "Bearer sk_live_0123456789abcdef", "client_secret": "hunter2hunter2",
+             "email": "jane.doe@example.com"},
+        ):
+            handle.write(json.dumps({"time": now.isoformat(timespec="milliseconds").replace("+00:00", "Z"), **line})
+                         + "\n")
+    rotated = app_log.with_name("app.log.1.gz")
+    assert not rotated.exists(), "a rotated app log the test did not write"
+    then = now - timedelta(minutes=30)
+    count = 30
+    with gzip.open(rotated, "wt") as handle:
+        for index in range(count):
+            moment = then + timedelta(seconds=index)
+            handle.write(json.dumps({"time": moment.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                                     "level": "info", "logger": "app", "message": f"{marker} rotated line {index}"})
+                         + "\n")
+    os.utime(rotated, (then.timestamp() + count, then.timestamp() + count))
+    try:
+        yield Traffic(marker, request_id, payment["transaction_reference"], payment["paylink_id"],
+                      payment["payment_id"], paid.headers["X-Request-ID"], rotated, count)
+    finally:
+        rotated.unlink(missing_ok=True)
+
+
+def lines_of(report: dict) -> list[dict]:
+    return report["details"]["lines"]
+
+
+@pytest.fixture(scope="module")
+def by_request_id(traffic):
+    return run("logs:application", f"request_id={traffic.request_id}")
+
+
+def test_a_request_is_followed_from_the_edge_through_the_app_to_the_gateway_call(by_request_id, traffic):
+    result, report = by_request_id
+    assert result.returncode == 0, result.stdout
+    lines = lines_of(report)
+    assert {line["request_id"] for line in lines} == {traffic.request_id}
+    by_source = {(line["host"], line["source"], line.get("event")) for line in lines}
+    assert by_source == {("web-1", "edge-access", None), ("app-1", "app", "request"), ("app-1", "app", "gateway_call")}
+    assert [line["epoch"] for line in lines] == sorted(line["epoch"] for line in lines)
+    app = next(line for line in lines if line.get("event") == "request")
+    assert app["payment_reference"] == traffic.reference and app["status"] == 201
+    hosts = {row["component"]: row for row in report["rows"]}
+    assert "clock" in hosts["web-1"]["detail"] and "clock" in hosts["app-1"]["detail"]
+    assert traffic.request_id in result.stdout  # the lines are on the operator's screen
+
+
+@pytest.fixture(scope="module")
+def by_marker(traffic):
+    return run("logs:application", f"grep={traffic.marker}", "since=2h", "limit=5")
+
+
+def test_card_numbers_secrets_and_emails_in_app_lines_are_masked(by_marker):
+    result, report = by_marker
+    assert result.returncode == 0, result.stdout
+    shown = result.stdout + json.dumps(report)
+    for secret in ("4111 1111 1111 1111", "4111111111111111", "sk_live_0123456789abcdef", "hunter2hunter2",
+                   "jane.doe@example.com"):
+        assert secret not in shown
+    texts = " ".join(line["text"] for line in lines_of(report))
+    assert "411111******1111" in texts and "j***@example.com" in texts and "<redacted>" in texts
+    assert report["details"]["masked"] == {"card": 1, "secret": 2, "email": 1}
+
+
+def test_rotated_logs_are_searched_and_the_cap_is_honoured(by_marker, traffic):
+    result, report = by_marker
+    lines = lines_of(report)
+    assert len(lines) == 5  # limit=5: the newest five of 32
+    rotated = [line for line in lines if line["file"].endswith("app.log.1.gz")]
+    assert [json.loads(line["text"])["message"] for line in rotated] == [
+        f"{traffic.marker} rotated line {index}" for index in (27, 28, 29)]
+    app = next(host for host in report["details"]["hosts"] if host["host"] == "app-1")
+    assert app["matched"] == traffic.rotated_lines + 2 and app["omitted"] == traffic.rotated_lines + 2 - 5
+    assert f"... {traffic.rotated_lines - 3} more lines on app-1 matched but are not shown" in result.stdout
+
+
+@pytest.fixture(scope="module")
+def payment_followed(traffic):
+    return run("logs:payment-processing", f"payment_reference={traffic.reference}")
+
+
+def test_a_payment_is_followed_by_its_reference(payment_followed, traffic, sandbox):
+    result, report = payment_followed
+    assert result.returncode == 0, result.stdout
+    lines = lines_of(report)
+    sources = [line["source"] for line in lines]
+    assert {"payments", "payment_transactions", "webhook_receipts", "app", "edge-access"} <= set(sources)
+    database = [line for line in lines if line["host"] == "db-1"]
+    with psycopg.connect(sandbox["postgres_dsn"], autocommit=True) as conn:
+        receipts = conn.execute("SELECT count(*) FROM payops.webhook_receipts WHERE paylink_id = %s",
+                                (traffic.paylink_id,)).fetchone()[0]
+        transactions = conn.execute("SELECT count(*) FROM public.payment_transactions WHERE payment_id = %s",
+                                    (traffic.payment_id,)).fetchone()[0]
+    assert sources.count("webhook_receipts") == receipts == 1
+    assert sources.count("payment_transactions") == transactions >= 1
+    assert any(traffic.payment_id in line["text"] and '"status":"completed"' in line["text"]
+               for line in database if line["source"] == "payments")
+    edge_ids = {line["request_id"] for line in lines if line["source"] == "edge-access"}
+    assert edge_ids == {traffic.request_id, traffic.callback_request_id}
+    assert [line["epoch"] for line in lines] == sorted(line["epoch"] for line in lines)
+    payment = next(row for row in report["rows"] if row["component"] == "payment")
+    assert payment["value"] == "completed" and traffic.reference in payment["detail"]
+
+
+@pytest.fixture(scope="module")
+def security(traffic):
+    return run("logs:security", "since=15m")
+
+
+def test_security_shows_signature_failures_refusals_and_recorded_events(security, traffic):
+    result, report = security
+    assert result.returncode == 0, result.stdout
+    lines = lines_of(report)
+    assert any(line["source"] == "app" and line.get("event") == "webhook_signature_invalid" for line in lines)
+    assert any(line["source"] == "edge-access" and line.get("status") == 401 and line.get("path") == WEBHOOK
+               for line in lines)
+    events = [line for line in lines if line["source"] == "security_events"]
+    assert any(traffic.marker in line["text"] and "webhook_signature_invalid" in line["text"] for line in events)
+    # The paid checkout is no security event.
+    assert not any(line.get("request_id") == traffic.request_id for line in lines)
+
+
+@pytest.fixture(scope="module")
+def system(traffic):
+    return run("logs:system", "since=24h", "limit=20")
+
+
+def test_system_logs_come_from_every_host(system):
+    result, report = system
+    assert result.returncode == 0, result.stdout
+    hosts = {host["host"]: host for host in report["details"]["hosts"]}
+    assert set(hosts) == {"web-1", "app-1", "db-1", "monitoring-1"}
+    assert hosts["monitoring-1"]["matched"] > 0 and hosts["db-1"]["files"] == 1
+    assert {line["source"] for line in lines_of(report) if line["host"] == "monitoring-1"} <= {"prometheus"}
+
+
+def test_a_window_without_logs_says_so(traffic):
+    result, report = run("logs:application", "since=2020-01-01T00:00:00Z", "until=2020-01-01T01:00:00Z")
+    assert result.returncode == 0, result.stdout
+    assert report["details"]["empty"] and lines_of(report) == []
+    assert "no log lines in 2020-01-01T00:00:00Z to 2020-01-01T01:00:00Z on app-1, web-1" in result.stdout
+
+
+def test_bad_input_is_refused_naming_each_variable(sandbox):
+    result, _ = run("logs:application", "since=1h", "until=2h", "host=web-1,nowhere-9", "route=/api/nothing")
+    assert result.returncode != 0
+    assert "since='1h'" in result.stdout and "is after until='2h'" in result.stdout
+    assert "host='nowhere-9' is neither a host nor a group of this inventory" in result.stdout
+    assert "route='/api/nothing' is not a route of the app" in result.stdout
+    assert "Search this host" not in result.stdout  # refused before any host was searched
