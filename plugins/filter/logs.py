@@ -61,12 +61,8 @@ def log_request(params: dict[str, Any], groups: dict[str, list[str]], routes: li
                 raise ValueError
         except (TypeError, ValueError):
             problems.append(f"limit={limit!r} must be a whole number of lines, 1 or more")
-    if params.get("require_one_of"):
-        wanted = params["require_one_of"]
-        if not any(params.get(name) not in (None, "") for name in wanted):
-            problems.append(f"give one of {', '.join(f'{name}=' for name in wanted)}: the payment to follow")
-    shown = [f"{name}={params[name]}" for name in ("level", "route", "request_id", "payment_reference",
-                                                      "paylink_id", "grep") if params.get(name) not in (None, "")]
+    named = ("level", "route", "request_id", "payment_reference", "paylink_id", "grep")
+    shown = [f"{name}={params[name]}" for name in named if params.get(name) not in (None, "")]
     return {"problems": problems, "window": window, "hosts": hosts, "route": route or None,
             "filters_text": ", ".join(shown)}
 
@@ -209,8 +205,10 @@ def log_host_rows(merged: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _applies(entry: dict[str, Any], kind: str, group_names: list[str]) -> bool:
+    """Whether an entry serves this kind (all: every kind, for evidence) on a host of these groups."""
     groups = set(entry.get("groups") or [])
-    return kind in (entry.get("kinds") or []) and ("all" in groups or bool(groups & set(group_names)))
+    serves = kind == "all" or kind in (entry.get("kinds") or [])
+    return serves and ("all" in groups or bool(groups & set(group_names)))
 
 
 def log_sources_for(sources: list[dict[str, Any]], kind: str, group_names: list[str]) -> list[dict[str, Any]]:

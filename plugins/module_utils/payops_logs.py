@@ -116,8 +116,8 @@ def _epoch(match, now=None):
     fraction = (match.group("fraction") or "")[1:7]
     zone = (match.group("zone") or "").strip()
     try:
-        moment = datetime.fromisoformat(f"{date}T{match.group('clock')}" + (f".{fraction.ljust(6, '0')}"
-                                                                          if fraction else ""))
+        fraction_text = f".{fraction.ljust(6, '0')}" if fraction else ""
+        moment = datetime.fromisoformat(f"{date}T{match.group('clock')}{fraction_text}")
     except ValueError:
         return None
     if zone in ("Z", "UTC", "GMT"):

@@ -14,19 +14,25 @@ from __future__ import annotations
 import gzip
 import hashlib
 import hmac
+import io
 import json
 import os
 import secrets
+import subprocess
+import sys
+import tarfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import boto3
+import botocore.exceptions
 import psycopg
 import pytest
 import requests
-from conftest import wait_until
+from conftest import ROOT, wait_until
 from health_helpers import run
 
 pytestmark = pytest.mark.sandbox
@@ -301,3 +307,117 @@ def test_bad_input_is_refused_naming_each_variable(sandbox):
     assert "host='nowhere-9' is neither a host nor a group of this inventory" in result.stdout
     assert "route='/api/nothing' is not a route of the app" in result.stdout
     assert "Search this host" not in result.stdout  # refused before any host was searched
+
+
+# --- security:collect-evidence: one run, then the bucket, the pack and its verification ------------------
+
+def s3(sandbox):
+    return boto3.client("s3", endpoint_url=sandbox["s3_endpoint"], region_name=sandbox["s3_region"],
+                        aws_access_key_id=sandbox["aws_access_key_id"],
+                        aws_secret_access_key=sandbox["aws_secret_access_key"])
+
+
+def evidence_module(sandbox, **args) -> tuple[int, dict]:
+    """betaskill.payops.evidence_pack as an ad-hoc task (a real module process): (rc, result)."""
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": sandbox["aws_access_key_id"],
+           "AWS_SECRET_ACCESS_KEY": sandbox["aws_secret_access_key"], "AWS_ENDPOINT_URL_S3": sandbox["s3_endpoint"],
+           "AWS_REGION": sandbox["s3_region"], "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg")}
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("ansible")), "localhost", "-c", "local", "-i", "localhost,",
+         "-e", f"ansible_python_interpreter={sys.executable}", "-m", "betaskill.payops.evidence_pack",
+         "-a", json.dumps({"bucket": sandbox["s3_bucket"], **args})],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert "=>" in result.stdout, result.stdout + result.stderr
+    return result.returncode, json.loads(result.stdout.split("=>", 1)[1])
+
+
+@pytest.fixture(scope="module")
+def evidence(traffic, sandbox):
+    result, report = run("security:collect-evidence", f"reason=INC-{traffic.marker}", "since=15m")
+    assert result.returncode == 0, result.stdout
+    details = report["details"]
+    body = s3(sandbox).get_object(Bucket=sandbox["s3_bucket"], Key=details["key"], VersionId=details["version_id"])
+    return details, body["Body"].read()
+
+
+def pack_members(data: bytes) -> dict[str, bytes]:
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+        return {info.name: tar.extractfile(info).read() for info in tar.getmembers()}
+
+
+def test_the_evidence_pack_holds_every_hosts_logs_records_config_and_release_masked(evidence, traffic, sandbox):
+    details, data = evidence
+    assert details["verified"] is True and details["problems"] == []
+    assert hashlib.sha256(data).hexdigest() == details["sha256"]
+    members = pack_members(data)
+    for name in ("manifest.json", "custody.json", "logs/web-1.jsonl", "logs/app-1.jsonl", "logs/db-1.jsonl",
+                 "logs/monitoring-1.jsonl", "logs/merged.txt", "database/security_events.json",
+                 "database/switch_events.json", "database/audit_trail.json", "config/web-1/nginx.conf",
+                 "config/app-1/config.json", "release/web-1.json", "release/app-1.json"):
+        assert name in members, name
+    manifest = json.loads(members["manifest.json"])
+    assert manifest == details["manifest"]
+    assert {entry["name"] for entry in manifest["files"]} == set(members) - {"manifest.json", "custody.json"}
+    custody = json.loads(members["custody.json"])
+    assert custody["reason"] == f"INC-{traffic.marker}" and custody["command"] == "security:collect-evidence"
+    assert custody["collected_by"] and custody["collected_from"] and custody["collected_at"]
+    assert custody["object_lock"]["mode"] == "COMPLIANCE"
+    app_lines = members["logs/app-1.jsonl"].decode()
+    assert f"{traffic.marker} charge failed for card 411111******1111" in app_lines
+    assert traffic.marker in members["database/security_events.json"].decode()  # the forged callback
+    assert json.loads(members["release/app-1.json"])["release"]
+    everything = b"".join(members.values())
+    for secret in ("4111 1111 1111 1111", "hunter2hunter2", "jane.doe@example.com", sandbox["ikhokha_app_secret"],
+                   sandbox["app_db_password"], sandbox["postgres_password"]):
+        assert secret.encode() not in everything, secret
+    assert manifest["masking"]["masked_at_source"]["card"] >= 1 and "PCI DSS" in manifest["masking"]["policy"]["card"]
+
+
+def test_the_pack_is_under_object_lock_and_its_version_cannot_be_deleted(evidence, sandbox):
+    details, _ = evidence
+    client = s3(sandbox)
+    for key in (details["key"], details["manifest_key"]):
+        # HeadObject, not GetObjectRetention, whose moto answer is wrong.
+        head = client.head_object(Bucket=sandbox["s3_bucket"], Key=key)
+        assert head["ObjectLockMode"] == "COMPLIANCE"
+        assert head["ObjectLockRetainUntilDate"] > datetime.now(UTC) + timedelta(days=360)
+    with pytest.raises(botocore.exceptions.ClientError) as refused:
+        client.delete_object(Bucket=sandbox["s3_bucket"], Key=details["key"], VersionId=details["version_id"])
+    assert refused.value.response["Error"]["Code"] == "AccessDenied"
+    kept = client.get_object(Bucket=sandbox["s3_bucket"], Key=details["key"], VersionId=details["version_id"])
+    assert hashlib.sha256(kept["Body"].read()).hexdigest() == details["sha256"]
+
+
+def test_a_pack_with_one_changed_byte_fails_verification_and_the_locked_version_still_verifies(evidence, sandbox):
+    details, data = evidence
+    members = pack_members(data)
+    changed = bytearray(members["logs/app-1.jsonl"])
+    changed[len(changed) // 2] ^= 0x01
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        for name, content in {**members, "logs/app-1.jsonl": bytes(changed)}.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            tar.addfile(info, io.BytesIO(content))
+    # An "overwrite" is a new version on top: the locked one stays as it was.
+    client = s3(sandbox)
+    client.put_object(Bucket=sandbox["s3_bucket"], Key=details["key"], Body=gzip.compress(raw.getvalue()))
+    rc, current = evidence_module(sandbox, action="verify", pack_id=details["pack_id"])
+    assert rc == 0 and current["verified"] is False
+    assert any(problem.startswith("logs/app-1.jsonl has SHA-256") for problem in current["problems"])
+    assert any(problem.startswith("the pack's SHA-256 is") for problem in current["problems"])
+    assert any("is not under Object Lock" in problem for problem in current["problems"])
+    rc, locked = evidence_module(sandbox, action="verify", pack_id=details["pack_id"], version_id=details["version_id"])
+    assert rc == 0 and locked["verified"] is True and locked["sha256"] == details["sha256"]
+    # The module never writes a pack id twice.
+    rc, again = evidence_module(sandbox, pack_id=details["pack_id"], files=[{"name": "a", "content": "b"}])
+    assert rc != 0 and "exists already" in again["msg"]
+
+
+def test_check_mode_writes_nothing(traffic, sandbox):
+    result, report = run("security:collect-evidence", "reason=dry run", "since=5m", check=True)
+    assert result.returncode == 0, result.stdout
+    details = report["details"]
+    assert details["check_mode"] is True and details["sha256"]
+    listed = s3(sandbox).list_object_versions(Bucket=sandbox["s3_bucket"], Prefix=details["key"].rsplit("/", 1)[0])
+    assert listed.get("Versions", []) == []
