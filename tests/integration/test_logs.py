@@ -261,6 +261,13 @@ def test_a_payment_is_followed_by_its_reference(payment_followed, traffic, sandb
     assert payment["value"] == "completed" and traffic.reference in payment["detail"]
 
 
+def test_a_payment_is_followed_by_its_paylink_id_alike(payment_followed, traffic):
+    result, report = run("logs:payment-processing", f"paylink_id={traffic.paylink_id}")
+    assert result.returncode == 0, result.stdout
+    by_reference = [(line["source"], line["text"]) for line in lines_of(payment_followed[1])]
+    assert [(line["source"], line["text"]) for line in lines_of(report)] == by_reference
+
+
 @pytest.fixture(scope="module")
 def security(traffic):
     return run("logs:security", "since=15m")

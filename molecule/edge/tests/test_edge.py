@@ -176,6 +176,19 @@ def test_access_log_records_client_and_status(host):
     assert last["status"] == 200
 
 
+def test_access_log_has_the_path_without_its_query_string_and_the_request_id_the_app_got(host):
+    response = request(host, "/api/health?token=molecule-secret-token", {"X-Request-ID": "molecule-req-0001"})
+    assert response.json()["headers"]["X-Request-ID"] == "molecule-req-0001"
+    assert response.headers["x-request-id"] == "molecule-req-0001"
+    log = host.file("/var/log/nginx/access.log").content_string
+    last = json.loads(log.splitlines()[-1])
+    assert last["path"] == "/api/health" and last["request_id"] == "molecule-req-0001"
+    assert "molecule-secret-token" not in log
+    # An id that does not look like one is replaced by nginx's own.
+    replaced = request(host, "/api/health", {"X-Request-ID": "no good"})
+    assert len(replaced.json()["headers"]["X-Request-ID"]) == 32
+
+
 # The switch points: a rule dropped into site.d / checkout.d takes effect after a reload, and
 # never reaches the webhook or health locations. The rules below are test-only stand-ins.
 TEST_RULES = {
