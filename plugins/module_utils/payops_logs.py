@@ -203,7 +203,8 @@ def parse_journal_entry(data, source):
         level = _PRIORITY_LEVELS.get(int(data.get("PRIORITY", 6)), "info")
     except (TypeError, ValueError):
         level = "info"
-    unit = data.get("_SYSTEMD_UNIT") or data.get("SYSLOG_IDENTIFIER") or "journal"
+    # systemd's own lines about a unit ("Started nginx.service") come from init.scope with UNIT set.
+    unit = data.get("UNIT") or data.get("_SYSTEMD_UNIT") or data.get("SYSLOG_IDENTIFIER") or "journal"
     if message.startswith("{"):
         try:
             inner = json.loads(message)

@@ -48,6 +48,12 @@ options:
       description:
         description: What it is, written in the manifest.
         type: str
+  files_from:
+    description:
+      - (create) A JSON file on the controller holding the files as O(files) takes them - a list of
+        C({name, content, description}) - instead of O(files), so that large contents stay out of the
+        task's arguments (and so out of the audit trail).
+    type: path
   custody:
     description:
       - (create) The chain-of-custody record - who (C(collected_by)), from where (C(collected_from)),
@@ -220,9 +226,18 @@ class Packs:
         custody.update({"collected_at": iso(now), "pack_id": self.params["pack_id"],
                         "bucket": self.params["bucket"], "key": self.key, "object_lock": {
                             "mode": self.params["lock_mode"], "retain_until": iso(retain_until, "seconds")}})
+        files = self.params["files"]
+        if self.params["files_from"]:
+            try:
+                with open(self.params["files_from"], encoding="utf-8") as handle:
+                    files = json.load(handle)
+            except (OSError, ValueError) as exc:
+                self.module.fail_json(msg=f"files_from={self.params['files_from']}: cannot read it as JSON: {exc}")
+            if not isinstance(files, list) or not all(isinstance(item, dict) and "name" in item for item in files):
+                self.module.fail_json(msg=f"files_from={self.params['files_from']}: must hold a list of "
+                                          "{name, content, description}")
         try:
-            data, manifest = build_pack(self.params["files"], custody, now.timestamp(),
-                                        self.params["masked_at_source"])
+            data, manifest = build_pack(files, custody, now.timestamp(), self.params["masked_at_source"])
         except ValueError as exc:
             self.module.fail_json(msg=f"files: {exc}")
         digest = sha256(data)
@@ -298,6 +313,7 @@ def main():
             content=dict(type="str", required=True),
             description=dict(type="str"),
         )),
+        files_from=dict(type="path"),
         custody=dict(type="dict", default={}),
         masked_at_source=dict(type="dict", default={}),
         retention_days=dict(type="int", default=365),
@@ -305,7 +321,8 @@ def main():
         path=dict(type="path"),
         version_id=dict(type="str"),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
+                           mutually_exclusive=[("files", "files_from")])
     params = module.params
     if not PACK_ID.match(params["pack_id"]):
         module.fail_json(msg=f"pack_id={params['pack_id']!r}: use letters, digits, '.', '_' and '-' (128 at most)")

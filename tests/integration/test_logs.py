@@ -380,6 +380,20 @@ def test_the_evidence_pack_holds_every_hosts_logs_records_config_and_release_mas
     assert manifest["masking"]["masked_at_source"]["card"] >= 1 and "PCI DSS" in manifest["masking"]["policy"]["card"]
 
 
+def test_the_audit_trail_keeps_no_copy_of_the_packs_contents(evidence, traffic):
+    details, _ = evidence
+    run_id = details["pack_id"]  # payops run's id
+    trail = ROOT / ".payops" / "audit" / "audit.jsonl"
+    if os.environ.get("PAYOPS_AUDIT_LOG"):
+        trail = Path(os.environ["PAYOPS_AUDIT_LOG"])
+    if os.environ.get("PAYOPS_AUDIT_DSN") or not trail.is_file():
+        pytest.skip("the audit trail is not the checkout's file in this run")
+    records = [line for line in trail.read_text().splitlines() if run_id in line]
+    assert records, f"no audit record of {run_id}"
+    assert not [line for line in records if f"{traffic.marker} rotated line" in line]
+    assert max(len(line) for line in records) < 64 * 1024
+
+
 def test_the_pack_is_under_object_lock_and_its_version_cannot_be_deleted(evidence, sandbox):
     details, _ = evidence
     client = s3(sandbox)

@@ -91,6 +91,10 @@ def test_a_journal_entry():
     app = {"__REALTIME_TIMESTAMP": "1796301952764000", "_SYSTEMD_UNIT": "betaskill-app.service",
            "MESSAGE": json.dumps({"time": "2026-12-03T12:45:52.761Z", "request_id": "abcdefgh1", "level": "info"})}
     assert parse_journal_entry(app, "journal").fields["request_id"] == "abcdefgh1"
+    # systemd's line about the unit is the unit's, not init.scope's.
+    about = {"__REALTIME_TIMESTAMP": "1796301952764000", "_SYSTEMD_UNIT": "init.scope", "UNIT": "nginx.service",
+             "MESSAGE": "Started nginx.service - A high performance web server."}
+    assert parse_journal_entry(about, "journal").file == "journal:nginx.service"
 
 
 def test_a_line_without_a_time_takes_the_one_before():
