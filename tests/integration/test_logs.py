@@ -33,7 +33,7 @@ import psycopg
 import pytest
 import requests
 from conftest import ROOT, wait_until
-from health_helpers import run
+from health_helpers import ARTEFACTS, run
 
 pytestmark = pytest.mark.sandbox
 
@@ -180,8 +180,11 @@ def traffic(sandbox) -> Iterator[Traffic]:
         rotated.unlink(missing_ok=True)
 
 
-def lines_of(report: dict) -> list[dict]:
-    return report["details"]["lines"]
+def lines_of(result) -> list[dict]:
+    """Every line a logs:* run returned: <report>-lines.json beside its report."""
+    folder = Path(ARTEFACTS.search(result.stdout).group(1))
+    (found,) = folder.glob("*-lines.json")
+    return json.loads(found.read_text())
 
 
 @pytest.fixture(scope="module")
@@ -192,7 +195,7 @@ def by_request_id(traffic):
 def test_a_request_is_followed_from_the_edge_through_the_app_to_the_gateway_call(by_request_id, traffic):
     result, report = by_request_id
     assert result.returncode == 0, result.stdout
-    lines = lines_of(report)
+    lines = lines_of(result)
     assert {line["request_id"] for line in lines} == {traffic.request_id}
     by_source = {(line["host"], line["source"], line.get("event")) for line in lines}
     assert by_source == {("web-1", "edge-access", None), ("app-1", "app", "request"), ("app-1", "app", "gateway_call")}
@@ -212,18 +215,18 @@ def by_marker(traffic):
 def test_card_numbers_secrets_and_emails_in_app_lines_are_masked(by_marker):
     result, report = by_marker
     assert result.returncode == 0, result.stdout
-    shown = result.stdout + json.dumps(report)
+    shown = result.stdout + json.dumps(report) + json.dumps(lines_of(result))
     for secret in ("4111 1111 1111 1111", "4111111111111111", "sk_live_0123456789abcdef", "hunter2hunter2",
                    "jane.doe@example.com"):
         assert secret not in shown
-    texts = " ".join(line["text"] for line in lines_of(report))
+    texts = " ".join(line["text"] for line in lines_of(result))
     assert "411111******1111" in texts and "j***@example.com" in texts and "<redacted>" in texts
     assert report["details"]["masked"] == {"card": 1, "secret": 2, "email": 1}
 
 
 def test_rotated_logs_are_searched_and_the_cap_is_honoured(by_marker, traffic):
     result, report = by_marker
-    lines = lines_of(report)
+    lines = lines_of(result)
     assert len(lines) == 5  # limit=5: the newest five of 32
     rotated = [line for line in lines if line["file"].endswith("app.log.1.gz")]
     assert [json.loads(line["text"])["message"] for line in rotated] == [
@@ -241,7 +244,7 @@ def payment_followed(traffic):
 def test_a_payment_is_followed_by_its_reference(payment_followed, traffic, sandbox):
     result, report = payment_followed
     assert result.returncode == 0, result.stdout
-    lines = lines_of(report)
+    lines = lines_of(result)
     sources = [line["source"] for line in lines]
     assert {"payments", "payment_transactions", "webhook_receipts", "app", "edge-access"} <= set(sources)
     database = [line for line in lines if line["host"] == "db-1"]
@@ -262,10 +265,10 @@ def test_a_payment_is_followed_by_its_reference(payment_followed, traffic, sandb
 
 
 def test_a_payment_is_followed_by_its_paylink_id_alike(payment_followed, traffic):
-    result, report = run("logs:payment-processing", f"paylink_id={traffic.paylink_id}")
+    result, _ = run("logs:payment-processing", f"paylink_id={traffic.paylink_id}")
     assert result.returncode == 0, result.stdout
-    by_reference = [(line["source"], line["text"]) for line in lines_of(payment_followed[1])]
-    assert [(line["source"], line["text"]) for line in lines_of(report)] == by_reference
+    by_reference = [(line["source"], line["text"]) for line in lines_of(payment_followed[0])]
+    assert [(line["source"], line["text"]) for line in lines_of(result)] == by_reference
 
 
 @pytest.fixture(scope="module")
@@ -276,7 +279,7 @@ def security(traffic):
 def test_security_shows_signature_failures_refusals_and_recorded_events(security, traffic):
     result, report = security
     assert result.returncode == 0, result.stdout
-    lines = lines_of(report)
+    lines = lines_of(result)
     assert any(line["source"] == "app" and line.get("event") == "webhook_signature_invalid" for line in lines)
     assert any(line["source"] == "edge-access" and line.get("status") == 401 and line.get("path") == WEBHOOK
                for line in lines)
@@ -284,6 +287,8 @@ def test_security_shows_signature_failures_refusals_and_recorded_events(security
     assert any(traffic.marker in line["text"] and "webhook_signature_invalid" in line["text"] for line in events)
     # The paid checkout is no security event.
     assert not any(line.get("request_id") == traffic.request_id for line in lines)
+    recorded = next(row for row in report["rows"] if row["component"] == "security events")
+    assert int(recorded["value"].split()[0]) >= len(events) >= 1
 
 
 @pytest.fixture(scope="module")
@@ -297,13 +302,13 @@ def test_system_logs_come_from_every_host(system):
     hosts = {host["host"]: host for host in report["details"]["hosts"]}
     assert set(hosts) == {"web-1", "app-1", "db-1", "monitoring-1"}
     assert hosts["monitoring-1"]["matched"] > 0 and hosts["db-1"]["files"] == 1
-    assert {line["source"] for line in lines_of(report) if line["host"] == "monitoring-1"} <= {"prometheus"}
+    assert {line["source"] for line in lines_of(result) if line["host"] == "monitoring-1"} <= {"prometheus"}
 
 
 def test_a_window_without_logs_says_so(traffic):
     result, report = run("logs:application", "since=2020-01-01T00:00:00Z", "until=2020-01-01T01:00:00Z")
     assert result.returncode == 0, result.stdout
-    assert report["details"]["empty"] and lines_of(report) == []
+    assert report["details"]["empty"] and lines_of(result) == []
     assert "no log lines in 2020-01-01T00:00:00Z to 2020-01-01T01:00:00Z on app-1, web-1" in result.stdout
 
 
