@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import tempfile
 from datetime import UTC, datetime
 
-from ansible_collections.betaskill.payops.plugins.module_utils.payops_redact import REDACTED
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_mask import mask_text
 
 
 def document(title, rows, details):
@@ -59,33 +58,11 @@ OPERATORS = {
     "<=": (lambda value, target: value <= target, "≤"),
     "==": (lambda value, target: value == target, "="),
 }
-CARD_RE = re.compile(r"(?<!\d)\d(?:[ -]?\d){12,18}(?!\d)")
-EMAIL_RE = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
-
-
-def luhn(digits):
-    """True when the digit string passes the Luhn check (how a card number is told from an id)."""
-    total = 0
-    for position, char in enumerate(reversed(digits)):
-        number = int(char)
-        if position % 2:
-            number *= 2
-            if number > 9:
-                number -= 9
-        total += number
-    return total % 10 == 0
-
-
 def scrub_text(text, redactor=None):
-    """text without card numbers (13 to 19 digits passing Luhn), e-mail addresses, and the secrets
-    `redactor` (a payops_redact.Redactor) has learned."""
-    def card(match):
-        digits = re.sub(r"\D", "", match.group(0))
-        return REDACTED if 13 <= len(digits) <= 19 and luhn(digits) else match.group(0)
-
-    cleaned = CARD_RE.sub(card, str(text))
-    cleaned = EMAIL_RE.sub(REDACTED, cleaned)
-    return redactor.scrub_text(cleaned) if redactor is not None else cleaned
+    """text as a report may show it: card numbers, secrets and e-mail addresses masked by
+    payops_mask (the one masking of payops), and the secrets `redactor` (a payops_redact.Redactor)
+    has learned removed."""
+    return mask_text(str(text), redactor)[0]
 
 
 def scrub(value, redactor=None):

@@ -1,7 +1,7 @@
 # Copyright: payops contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Time as payops reads and writes it, the one copy: ISO 8601 times from APIs, manifests and
-Ansible, durations ("24h", "1h30m") and the start of a window as operators write it ("yesterday
+Ansible, durations ("24h", "1h30m") and a window's ends as operators write them ("yesterday
 18:00", "12h", an ISO time).
 
 Standard library only, so that unit tests and the filter plugins can load this file on its own.
@@ -76,7 +76,7 @@ def parse_duration(text):
     return seconds
 
 
-def parse_since(text, now=None):
+def parse_since(text, now=None, name="since", allow_future=False):
     """The start of a window as an aware datetime.
 
     Empty: 18:00 the day before (the overnight window of the morning checklist). HH:MM: the last
@@ -91,7 +91,7 @@ def parse_since(text, now=None):
     if match:
         day, hour, minute = match.group(1), int(match.group(2)), int(match.group(3))
         if hour > 23 or minute > 59:
-            raise ValueError(f"since={text!r}: {hour:02d}:{minute:02d} is not a time of day")
+            raise ValueError(f"{name}={text!r}: {hour:02d}:{minute:02d} is not a time of day")
         moment = now.replace(hour=hour, minute=minute, second=0, microsecond=0)
         if day == "yesterday" or (day is None and moment > now):
             moment -= timedelta(days=1)
@@ -101,11 +101,11 @@ def parse_since(text, now=None):
     try:
         moment = datetime.fromisoformat(str(text).strip().replace("Z", "+00:00"))
     except ValueError:
-        raise ValueError(f"since={text!r} does not parse: use {SINCE_FORMS}") from None
+        raise ValueError(f"{name}={text!r} does not parse: use {SINCE_FORMS}") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=now.tzinfo)
-    if moment > now:
-        raise ValueError(f"since={text!r} is in the future")
+    if moment > now and not allow_future:
+        raise ValueError(f"{name}={text!r} is in the future")
     return moment
 
 
@@ -164,49 +164,61 @@ def parse_day(text, timezone=DEFAULT_TIMEZONE, now=None, variable="day"):
     return _period(start.astimezone(UTC), end.astimezone(UTC), now.astimezone(UTC), tz, day.isoformat())
 
 
-def _window_end(text, tz, now, variable):
-    """A window's bound: a date is that day's midnight in tz (for until, the midnight after it)."""
+def _window_bound(text, tz, now, variable):
+    """One bound of a window. A date is that day's midnight in tz (for until, the midnight after
+    it); today, yesterday and tomorrow likewise; now is now; anything else is a form of parse_since
+    (HH:MM, 'yesterday HH:MM', a duration ago such as 2h, ISO 8601 - without a zone, in tz)."""
     from datetime import date, time
 
     value = str(text).strip()
+    offset = {"yesterday": -1, "today": 0, "tomorrow": 1}.get(value.lower())
+    if value.lower() == "now":
+        return now
     try:
-        day = date.fromisoformat(value)
+        day = date.fromisoformat(value) if offset is None else now.date() + timedelta(days=offset)
     except ValueError:
         day = None
     if day is not None:
         moment = datetime.combine(day, time(0), tzinfo=tz)
         return moment + timedelta(days=1) if variable == "until" else moment
-    if value.lower() in ("today", "yesterday", "tomorrow", "now"):
-        if value.lower() == "now":
-            return now
-        base = now.date() + timedelta(days={"yesterday": -1, "today": 0, "tomorrow": 1}[value.lower()])
-        moment = datetime.combine(base, time(0), tzinfo=tz)
-        return moment + timedelta(days=1) if variable == "until" else moment
     try:
-        moment = datetime.fromisoformat(_iso_text(value))
+        return parse_since(value, now=now, name=variable, allow_future=True)
     except ValueError:
         raise ValueError(f"{variable}={text!r} does not parse: use a date (2026-12-02), an ISO 8601 time "
-                         "(2026-12-02T18:00:00+02:00), today, yesterday or now") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=tz)
+                         "(2026-12-02T18:00:00+02:00), HH:MM, a duration ago (2h, 30m), today, yesterday "
+                         "or now") from None
 
 
-def parse_window(since, until="", timezone=DEFAULT_TIMEZONE, now=None, max_days=MAX_WINDOW_DAYS):
-    """The window [since, until) as a period. A date means its midnight in `timezone` (until: the
-    end of that day); until empty is now. ValueError naming the variable when since is missing or in
-    the future, until is before since, or the window is longer than `max_days`."""
+def window_bounds(since, until="", timezone=DEFAULT_TIMEZONE, now=None, max_days=MAX_WINDOW_DAYS,
+                  default_since=None):
+    """(start, end) of the window [since, until) an operator wrote, as aware datetimes in `timezone`.
+    Each bound in any form of _window_bound; until empty is now; since empty is default_since, or
+    refused when there is none. ValueError naming the variable when since is in the future, until
+    is not after since, or the window is longer than `max_days`."""
     tz = zone(timezone)
     now = (now or utcnow()).astimezone(tz)
     if not str(since or "").strip():
-        raise ValueError("since is required: use a date (2026-12-02) or an ISO 8601 time")
-    start = _window_end(since, tz, now, "since")
+        if not default_since:
+            raise ValueError("since is required: use a date (2026-12-02) or an ISO 8601 time")
+        since = default_since
+    start = _window_bound(since, tz, now, "since")
     if start > now:
         raise ValueError(f"since={since!r} is in the future (it is {now.isoformat(timespec='seconds')} in {tz.key})")
-    end = _window_end(until, tz, now, "until") if str(until or "").strip() else now
+    end = _window_bound(until, tz, now, "until") if str(until or "").strip() else now
     if end <= start:
-        raise ValueError(f"until={until!r} is not after since={since!r}: the window would be empty")
+        raise ValueError(f"until={until!r} is not after since={since!r} ({iso_seconds(end)} against "
+                         f"{iso_seconds(start)}): the window would be empty")
     if end - start > timedelta(days=max_days):
         raise ValueError(f"the window since={since!r} until={until or 'now'!r} is {(end - start).days} days long:"
                          f" at most {max_days} days are reported at once")
+    return start, end
+
+
+def parse_window(since, until="", timezone=DEFAULT_TIMEZONE, now=None, max_days=MAX_WINDOW_DAYS):
+    """The window [since, until) as a period (window_bounds; since is required)."""
+    tz = zone(timezone)
+    start, end = window_bounds(since, until, timezone, now, max_days)
+    now = (now or utcnow()).astimezone(tz)
     local = [moment.astimezone(tz).isoformat(timespec="minutes") for moment in (start, end)]
     label = f"{local[0]} to {local[1]}"
     return _period(start.astimezone(UTC), end.astimezone(UTC), now.astimezone(UTC), tz, label)

@@ -20,11 +20,13 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def run(command: str, *variables: str, timeout: float = 240) -> tuple[Any, dict[str, Any] | None]:
-    """(the finished process, the report JSON or None). Never raises on a failed run."""
+def run(command: str, *variables: str, timeout: float = 240, check: bool = False) -> tuple[Any, dict[str, Any] | None]:
+    """(the finished process, the report JSON or None). Never raises on a failed run. check=True: --check."""
     args = ["run", command]
     for variable in variables:
         args += ["-e", variable]
+    if check:
+        args.append("--check")
     result = payops(*args, timeout=timeout, check=False)
     assert "Traceback" not in result.stdout + result.stderr, result.stdout + result.stderr
     match = ARTEFACTS.search(result.stdout)

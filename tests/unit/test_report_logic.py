@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from ansible_collections.betaskill.payops.plugins.module_utils import payops_report as report
-from ansible_collections.betaskill.payops.plugins.module_utils.payops_redact import REDACTED, Redactor
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_redact import Redactor
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES = ROOT / "roles" / "report" / "templates"
@@ -49,12 +49,12 @@ def test_kpis_become_the_report_roles_verdict_rows():
 
 
 @pytest.mark.parametrize(("text", "scrubbed"), [
-    ("card 4111 1111 1111 1111 declined", f"card {REDACTED} declined"),
-    ("card 4111-1111-1111-1111", f"card {REDACTED}"),
-    ("pan 5555555555554444.", f"pan {REDACTED}."),
+    ("card 4111 1111 1111 1111 declined", "card 411111******1111 declined"),
+    ("card 4111-1111-1111-1111", "card 411111******1111"),
+    ("pan 5555555555554444.", "pan 555555******4444."),
     ("order 1234567890123 is no card", "order 1234567890123 is no card"),  # fails the Luhn check
     ("amount 49900 cents", "amount 49900 cents"),
-    ("from learner1@example.com today", f"from {REDACTED} today"),
+    ("from learner1@example.com today", "from l***@example.com today"),
     ("time 2026-12-02T23:59:00+02:00", "time 2026-12-02T23:59:00+02:00"),
 ])
 def test_card_numbers_and_email_addresses_are_scrubbed(text, scrubbed):

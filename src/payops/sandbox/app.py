@@ -14,6 +14,10 @@ config lacks makes /api/health answer 503 "misconfigured" (the other routes stil
     POST /api/webhooks/ikhokha     a signed gateway callback, applied exactly once
     GET  /metrics                  Prometheus text (betaskill_* metrics)
 
+The app logs JSON lines to stderr (payops.sandbox.httpserver.JsonLineFormatter): one a request with
+request_id (the edge's X-Request-ID), route, status, duration_ms, db_ms, gateway_ms and, where there
+is one, payment_reference and paylink_id; one a gateway call; warnings and errors.
+
 Webhooks are processed whatever the switches say: a callback is money that has moved. Every
 payment change a gateway result causes happens in one database function,
 payops.apply_gateway_result (schema/migrations), which payops' reconciliation calls too.
@@ -56,11 +60,13 @@ from payops.sandbox.httpserver import (
     Router,
     WSGIApp,
     config_argument_parser,
+    current_trace,
     json_response,
     load_config,
     make_server,
     serve,
     setup_logging,
+    timed,
 )
 
 SWITCHES = ("payments_stopped", "maintenance", "lockdown")
@@ -127,6 +133,12 @@ class ConnectionPool:
 
     @contextmanager
     def connection(self, wait: float = POOL_WAIT_SECONDS) -> Iterator[psycopg.Connection]:
+        """A connection; the request's log line counts the time it is waited for and held as db_ms."""
+        with timed("db"), self._connection(wait) as conn:
+            yield conn
+
+    @contextmanager
+    def _connection(self, wait: float) -> Iterator[psycopg.Connection]:
         if not self._slots.acquire(timeout=wait):
             raise DatabaseUnavailable(f"no database connection free within {wait:.0f} s")
         conn: psycopg.Connection | None = None
@@ -313,6 +325,7 @@ class BetaSkillApp:
     def checkout(self, request: Request) -> Response:
         order = _validate_checkout(request.json())
         reference = f"SKILL-{int(time.time() * 1000)}-{secrets.token_hex(4)}"
+        _log_fields(payment_reference=reference)
         try:
             with self.pool.connection() as conn, conn.transaction():
                 stopped = [name for name, switch in self.read_switches(conn).items() if switch["enabled"]]
@@ -329,6 +342,7 @@ class BetaSkillApp:
                     (order["user_id"], order["course_id"], order["amount"], order["currency"], reference,
                      Jsonb({})),
                 ).fetchone()[0]
+                _log_fields(payment_id=str(payment_id))
                 conn.execute(
                     "INSERT INTO public.enrollments (user_id, course_id, status, payment_status, payment_id)"
                     " VALUES (%s, %s, 'pending', 'pending', %s)",
@@ -398,10 +412,16 @@ class BetaSkillApp:
             "IK-SIGN": ikhokha_sign(self.config.ikhokha_app_secret, urlsplit(url).path, body),
         }
         try:
-            response = self.gateway.post(url, data=body.encode("utf-8"), headers=headers,
-                                            timeout=GATEWAY_TIMEOUT)
+            with timed("gateway"):
+                response = self.gateway.post(url, data=body.encode("utf-8"), headers=headers,
+                                             timeout=GATEWAY_TIMEOUT)
         except requests.RequestException as exc:
+            self.logger.warning("iKhokha did not answer: %s", type(exc).__name__,
+                                extra={"fields": {"event": "gateway_call", "gateway_status": None}})
             return {}, f"{type(exc).__name__} calling iKhokha"
+        self.logger.info("iKhokha POST /payment answered %s", response.status_code,
+                         extra={"fields": {"event": "gateway_call", "gateway_status": response.status_code,
+                                           "payment_reference": reference}})
         try:
             answer = response.json()
         except ValueError:
@@ -410,6 +430,7 @@ class BetaSkillApp:
             message = answer.get("message") if isinstance(answer, dict) else None
             return {}, f"HTTP {response.status_code}, responseCode {answer.get('responseCode')!r}" + (
                 f": {message}" if message else "")
+        _log_fields(paylink_id=answer["paylinkID"])
         return answer, None
 
     def _record_gateway_failure(self, conn: psycopg.Connection, payment_id: uuid.UUID, error: str) -> None:
@@ -440,6 +461,9 @@ class BetaSkillApp:
         else:
             reason = None
         if reason is not None:
+            self.logger.warning("webhook rejected: %s", reason,
+                                extra={"fields": {"event": "webhook_signature_invalid",
+                                                  "client_ip": self._client_ip(request)}})
             self._record_invalid_signature(request, reason)
             raise HTTPError(401, "invalid_signature", f"callback rejected: {reason}")
 
@@ -456,6 +480,8 @@ class BetaSkillApp:
         if status not in ("SUCCESS", "FAILURE"):
             raise HTTPError(400, "invalid_callback", "status must be SUCCESS or FAILURE", field="status")
         external_id = payload.get("externalTransactionID")
+        _log_fields(paylink_id=paylink_id[:100], gateway_result=status,
+                    **({"payment_reference": external_id[:100]} if isinstance(external_id, str) else {}))
         try:
             with self.pool.connection() as conn:
                 result = conn.execute(
@@ -466,6 +492,7 @@ class BetaSkillApp:
         except DatabaseUnavailable as exc:
             # 503 makes iKhokha retry: the callback is not lost while the database is away.
             raise HTTPError(503, "database_unavailable", f"the database is unavailable: {exc}") from None
+        _log_fields(webhook_result=result)
         if result == "applied":
             self.metrics.processed.labels("completed" if status == "SUCCESS" else "failed").inc()
         return json_response(200, {"result": result})
@@ -516,6 +543,13 @@ class BetaSkillApp:
         router.add("POST", WEBHOOK_PATH, self.webhook)
         router.add("GET", "/metrics", self.metrics_page)
         return router
+
+
+def _log_fields(**fields: Any) -> None:
+    """Add fields (payment_reference, paylink_id, ...) to the current request's log line."""
+    trace = current_trace()
+    if trace is not None:
+        trace.fields.update(fields)
 
 
 def _validate_checkout(payload: Any) -> dict[str, Any]:
@@ -576,7 +610,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = config_argument_parser("payops.sandbox.app", "The sandbox's reference BetaSkill app.")
     parser.add_argument("--release-dir", help="the release folder the app runs as (its release.json)")
     args = parser.parse_args(argv)
-    logger = setup_logging("app")
+    logger = setup_logging("app", json_lines=True)
     try:
         raw = load_config(args.config, ["host", "port", "dsn", "ikhokha_url", "ikhokha_app_id",
                                         "ikhokha_app_secret", "public_url"],

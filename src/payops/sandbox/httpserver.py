@@ -3,7 +3,11 @@
 Standard library only (wsgiref + socketserver). Each request runs in its own daemon thread; the
 listen backlog is deep enough for the few hundred concurrent callbacks the tests send. Each request
 is logged as one line (method, path without the query string, status, duration) and nothing else:
-no headers, no bodies, so neither secrets nor signatures reach the logs.
+no headers, no bodies, so neither secrets nor signatures reach the logs. With
+setup_logging(json_lines=True) every line is a JSON object instead, and each request's line carries
+its request id (X-Request-ID from the edge, or one made here), route, status and duration, plus what
+the handler added to the request's RequestTrace (time in the database and at the gateway, the
+payment reference): the fields betaskill.payops.log_search filters on.
 
 Socket activation: when LISTEN_FDS is 1 (and LISTEN_PID, if set, is this process), the server
 serves on file descriptor 3, a socket already listening (systemd's convention; the sandbox's
@@ -15,6 +19,7 @@ connections still waiting in the listen backlog stay there for the next process 
 from __future__ import annotations
 
 import argparse
+import contextvars
 import json
 import logging
 import os
@@ -25,8 +30,11 @@ import socketserver
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -36,6 +44,74 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 MAX_BODY_BYTES = 1024 * 1024
 DRAIN_SECONDS = 10.0
 LISTEN_FDS_START = 3  # sd_listen_fds(3): the first passed socket is file descriptor 3
+
+
+# An incoming X-Request-ID is kept when it looks like an id (the edge's map uses the same rule).
+REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{7,63}$")
+
+
+@dataclass
+class RequestTrace:
+    """What one request's log line says beyond method, path and status; handlers add to it."""
+
+    request_id: str
+    db_seconds: float = 0.0
+    gateway_seconds: float = 0.0
+    fields: dict[str, Any] = field(default_factory=dict)  # payment_reference, paylink_id, ...
+
+    @contextmanager
+    def timing(self, what: str) -> Iterator[None]:
+        """Add the time the block takes to db_seconds (what="db") or gateway_seconds ("gateway")."""
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            elapsed = time.monotonic() - started
+            if what == "db":
+                self.db_seconds += elapsed
+            else:
+                self.gateway_seconds += elapsed
+
+
+# The request the current thread serves (the server runs one thread a request), for log lines
+# written while it runs and for code that times itself (the connection pool, the gateway client).
+_CURRENT_TRACE: contextvars.ContextVar[RequestTrace | None] = contextvars.ContextVar("payops_trace", default=None)
+
+
+def current_trace() -> RequestTrace | None:
+    return _CURRENT_TRACE.get()
+
+
+@contextmanager
+def timed(what: str) -> Iterator[None]:
+    """trace.timing(what) for the current request; nothing outside a request."""
+    trace = current_trace()
+    if trace is None:
+        yield
+        return
+    with trace.timing(what):
+        yield
+
+
+class JsonLineFormatter(logging.Formatter):
+    """One JSON object a line: time (UTC, milliseconds), level, logger, message, the current
+    request's id, and the fields a call passes as extra={"fields": {...}}."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        trace = current_trace()
+        if trace is not None:
+            line["request_id"] = trace.request_id
+        line.update(getattr(record, "fields", None) or {})
+        if record.exc_info:
+            line["error"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str, separators=(",", ":"))
 
 
 class ConfigError(Exception):
@@ -136,6 +212,16 @@ class WSGIApp:
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
         started = time.monotonic()
         request = self._request(environ)
+        incoming = request.headers.get("x-request-id", "")
+        trace = RequestTrace(incoming if REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex)
+        token = _CURRENT_TRACE.set(trace)
+        try:
+            return self._answer(request, trace, started, start_response)
+        finally:
+            _CURRENT_TRACE.reset(token)
+
+    def _answer(self, request: Request, trace: RequestTrace, started: float,
+                start_response: Callable[..., Any]) -> list[bytes]:
         try:
             if request.body is None:
                 raise HTTPError(413, "body_too_large",
@@ -151,12 +237,21 @@ class WSGIApp:
         duration = time.monotonic() - started
         if self.observe is not None:
             self.observe(request, response.status, duration)
-        self.logger.info("%s %s %s %.1fms", request.method, request.path, response.status, duration * 1000)
+        self.logger.info("%s %s %s %.1fms", request.method, request.path, response.status, duration * 1000,
+                         extra={"fields": {
+                             "event": "request", "method": request.method, "path": request.path,
+                             "route": request.route, "status": response.status,
+                             "duration_ms": round(duration * 1000, 1),
+                             "db_ms": round(trace.db_seconds * 1000, 1),
+                             "gateway_ms": round(trace.gateway_seconds * 1000, 1),
+                             **trace.fields,
+                         }})
         try:
             phrase = HTTPStatus(response.status).phrase
         except ValueError:
             phrase = ""
-        headers = [*response.headers, ("Content-Length", str(len(response.body)))]
+        headers = [*response.headers, ("Content-Length", str(len(response.body))),
+                   ("X-Request-ID", trace.request_id)]
         start_response(f"{response.status} {phrase}", headers)
         return [response.body]
 
@@ -328,12 +423,18 @@ def serve(server: ThreadingWSGIServer, logger: logging.Logger,
         logger.info("stopped")
 
 
-def setup_logging(name: str) -> logging.Logger:
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=logging.INFO,
-        format="%(asctime)s %(name)s %(levelname)s %(message)s",
-    )
+def setup_logging(name: str, json_lines: bool = False) -> logging.Logger:
+    """The service's logger, writing to stderr: plain lines, or JSON objects (JsonLineFormatter)."""
+    if json_lines:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(JsonLineFormatter())
+        logging.basicConfig(level=logging.INFO, handlers=[handler])
+    else:
+        logging.basicConfig(
+            stream=sys.stderr,
+            level=logging.INFO,
+            format="%(asctime)s %(name)s %(levelname)s %(message)s",
+        )
     return logging.getLogger(name)
 
 
