@@ -29,8 +29,8 @@ class ActionModule(ActionBase):
         args = dict(self._task.args)
         source = args.get("src")
         local = self._connection.transport in ("local", "ansible.builtin.local") and not self._play_context.become
-        copy = args.get("state") == "unpacked" and source and not boolean(args.get("remote_src", False),
-                                                                             strict=False) and not local
+        remote_src = boolean(args.get("remote_src", False), strict=False)
+        copy = args.get("state") == "unpacked" and bool(source) and not remote_src and not local
         try:
             if copy:
                 source = os.path.expanduser(source)
