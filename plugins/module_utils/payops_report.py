@@ -58,6 +58,8 @@ OPERATORS = {
     "<=": (lambda value, target: value <= target, "≤"),
     "==": (lambda value, target: value == target, "="),
 }
+
+
 def scrub_text(text, redactor=None):
     """text as a report may show it: card numbers, secrets and e-mail addresses masked by
     payops_mask (the one masking of payops), and the secrets `redactor` (a payops_redact.Redactor)
