@@ -1,6 +1,7 @@
 -- logs:update-operational: the day's entry of the operations log, in one statement. The summary
--- is aggregated here (switch changes, deployments, security incidents, the runs the audit trail in
--- payops.audit_trail recorded) with the runs read from a file trail (file_runs) beside it; the
+-- is aggregated here (switch changes, deployments, security incidents, and who ran what: from
+-- payops.audit_trail when the run is audited there (from_table), else from the file trail's runs
+-- (file_runs) read beside it); the
 -- entry is written (or rewritten) and the note added once. Check mode rolls it back.
 WITH switches AS (
     SELECT coalesce(jsonb_agg(jsonb_build_object(
@@ -32,10 +33,8 @@ trail_runs AS (
 summary AS (
     SELECT jsonb_build_object(
                'switches', switches.items, 'deployments', deployments.items,
-               'runs', CASE WHEN jsonb_array_length(trail_runs.items) > 0 THEN trail_runs.items
-                            ELSE %(file_runs)s::jsonb END,
-               'runs_from', CASE WHEN jsonb_array_length(trail_runs.items) > 0 THEN 'payops.audit_trail'
-                                 ELSE 'the audit file' END,
+               'runs', CASE WHEN %(from_table)s::boolean THEN trail_runs.items ELSE %(file_runs)s::jsonb END,
+               'runs_from', CASE WHEN %(from_table)s::boolean THEN 'payops.audit_trail' ELSE 'the audit file' END,
                'security_incidents', (SELECT count(*) FROM public.security_events
                                        WHERE severity IN ('high', 'critical')
                                          AND created_at >= %(start)s::timestamptz

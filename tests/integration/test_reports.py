@@ -151,7 +151,12 @@ def test_security_incidents_and_switch_changes_are_judged(summary):
     assert incidents["value"] == summary.after["security_incidents"] >= 1 and incidents["verdict"] == "missed"
     assert kpi(summary.report, "switch changes")["value"] == summary.after["switch_events"] >= 1
     switches = next(table for table in summary.report["tables"] if table["title"] == "Switches changed")
-    assert any(row[3] == "tests" and "<redacted>" in row[4] for row in switches["rows"])
+    # The planted reason, masked by payops_mask: the card as its first six and last four, the e-mail
+    # address as its first letter and domain.
+    reasons = [row[4] for row in switches["rows"] if row[3] == "tests"]
+    digits = CARD.replace(" ", "")
+    masked = f"card {digits[:6]}{'*' * (len(digits) - 10)}{digits[-4:]} reported by {EMAIL[0]}***@{EMAIL.split('@')[1]}"
+    assert masked in reasons, reasons
 
 
 def test_api_figures_equal_the_tests_own_promql(summary, sandbox):
