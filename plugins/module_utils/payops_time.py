@@ -132,6 +132,10 @@ def _period(start, end, now, tz, label):
         "start": iso_seconds(start), "end": iso_seconds(end),
         # Where the data stops: the end, or now for a period still running.
         "until": iso_seconds(min(end, now)), "complete": end <= now,
+        # The same moments as Unix time, for Prometheus (a string's strftime('%s') would read it in
+        # the controller's own zone).
+        "start_epoch": int(start.timestamp()), "end_epoch": int(end.timestamp()),
+        "until_epoch": int(min(end, now).timestamp()),
         "local_start": start.astimezone(tz).isoformat(timespec="seconds"),
         "local_end": end.astimezone(tz).isoformat(timespec="seconds"),
     }

@@ -17,6 +17,8 @@ def test_a_day_is_the_calendar_day_in_johannesburg():
     assert (period["start"], period["end"]) == ("2026-12-01T22:00:00Z", "2026-12-02T22:00:00Z")
     assert period["label"] == "2026-12-02" and period["complete"] and period["timezone"] == "Africa/Johannesburg"
     assert period["local_start"] == "2026-12-02T00:00:00+02:00"
+    # Unix times for Prometheus, whatever the controller's own zone.
+    assert (period["start_epoch"], period["end_epoch"]) == (1796162400, 1796248800)
 
 
 def test_today_is_the_default_and_runs_until_now():
