@@ -296,6 +296,11 @@ def unpacked(params, check_mode):
         if not _inside(os.path.normpath(folder), link["path"]) or os.path.isabs(link["path"]):
             raise ReleaseError(f"shared link path {link['path']!r} would land outside the release's folder")
 
+    serving = os.path.realpath(os.path.join(base, "current"))
+    if present and not reuse and serving == os.path.realpath(folder):
+        raise ReleaseError(f"{folder} is the release current serves, but it is marked "
+                           f"{', '.join(found) or 'with nothing'}: payops does not remove a release in service; "
+                           "deploy another release, or go back with deploy:rollback")
     if not reuse:
         result["changed"] = True
         if present:
@@ -354,10 +359,13 @@ def current(params, check_mode):
         raise ReleaseError(f"release {release} is not unpacked in {os.path.join(base, 'releases')}: "
                            "unpack it first (state=unpacked)")
     write_file(os.path.join(folder, MARKER_DEPLOYED), now_marker())
-    symlink(f"releases/{release}", current_link)
+    # No longer unfinished before current points at it: a run stopped in between leaves a complete
+    # release that a redeployment reuses, never a live folder that looks unfinished (and would be
+    # removed and unpacked again under the traffic it serves).
     unfinished = os.path.join(folder, MARKER_UNFINISHED)
     if os.path.lexists(unfinished):
         os.unlink(unfinished)
+    symlink(f"releases/{release}", current_link)
     if previous_release:
         symlink(f"releases/{previous_release}", previous_link)
     return result

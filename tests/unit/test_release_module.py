@@ -109,6 +109,19 @@ def test_an_unfinished_or_failed_copy_is_removed_and_unpacked_afresh(tmp_path, b
     assert (folder / "release.json").exists()
 
 
+def test_the_release_in_service_is_never_removed_even_when_its_markers_say_unfinished(tmp_path, base, artefact):
+    """A live folder that looks unfinished (a run stopped mid-switch by an older payops, or a hand
+    edit) is refused, not removed and unpacked again under the traffic it serves."""
+    unpack(tmp_path, base, artefact)
+    switch(tmp_path, base)
+    folder = base / "releases" / "1.1.0"
+    assert markers(folder) == {".payops-deployed"}  # unfinished went before current pointed at it
+    (folder / ".payops-unfinished").write_text("left by a stopped run\n")
+    result = unpack(tmp_path, base, artefact)
+    assert result.get("failed") and "is the release current serves" in result["msg"], result
+    assert (folder / "release.json").exists() and os.readlink(base / "current") == "releases/1.1.0"
+
+
 def test_a_missing_shared_file_is_refused_before_anything_changes(tmp_path, base, artefact):
     (base / "shared" / "config.json").unlink()
     result = unpack(tmp_path, base, artefact)
