@@ -7,6 +7,8 @@ what is safe to settle (a lost callback) goes to ikhokha_reconcile, as system:re
 
 from __future__ import annotations
 
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_time import iso_seconds, parse_time
+
 SETTLED = ("SUCCESS", "FAILURE")
 # What each finding means, and whether payops settles it.
 FINDINGS = {
@@ -53,6 +55,9 @@ def compare(ours, theirs, window=None, in_flight=(), known_elsewhere=()):
     for payment in ours:
         counts["checked"] += 1
         gateway = by_paylink.get(payment.get("paylink_id")) or by_reference.get(payment.get("reference"))
+        if gateway is None and payment["status"] == "pending" and payment.get("reference") in in_flight:
+            counts["in_flight"] += 1  # too young to judge: the gateway may not list it yet
+            continue
         if gateway is None:
             find("completed_not_paid" if payment["status"] == "completed" else "unknown_at_gateway", payment, None,
                  "completed here, unknown at the gateway" if payment["status"] == "completed" else "")
@@ -60,9 +65,11 @@ def compare(ours, theirs, window=None, in_flight=(), known_elsewhere=()):
         seen.add(gateway.get("paylinkID"))
         status = str(gateway.get("status") or "").upper()
         problems = 0
-        if gateway.get("amount") is not None and int(gateway["amount"]) != int(payment["amount"]):
+        gateway_cents = _cents(gateway.get("amount"))
+        if gateway.get("amount") is not None and gateway_cents != int(payment["amount"]):
             find("amount_mismatch", payment, gateway,
-                 f"{payment['amount']} cents here, {gateway['amount']} at the gateway")
+                 f"{payment['amount']} cents here, {gateway['amount']} at the gateway"
+                 + ("" if gateway_cents is not None else " (not a whole number of cents)"))
             problems += 1
         if gateway.get("currency") and gateway["currency"] != payment["currency"]:
             find("currency_mismatch", payment, gateway,
@@ -92,5 +99,16 @@ def compare(ours, theirs, window=None, in_flight=(), known_elsewhere=()):
 
 
 def _utc(text):
-    """An ISO time as the comparable text of the window's bounds (YYYY-MM-DDTHH:MM:SSZ)."""
-    return text.replace("+00:00", "Z")[:19] + "Z" if text else ""
+    """An ISO time, whatever its offset, as the comparable text of the window's bounds
+    (YYYY-MM-DDTHH:MM:SSZ, UTC); empty when it does not parse."""
+    moment = parse_time(text)
+    return iso_seconds(moment) if moment is not None else ""
+
+
+def _cents(amount):
+    """The gateway's amount as whole cents, or None when it is not one (499.5, "4,99")."""
+    try:
+        value = float(amount)
+    except (TypeError, ValueError):
+        return None
+    return int(value) if value.is_integer() else None

@@ -70,3 +70,26 @@ def test_a_paylink_that_a_payment_of_another_day_has_is_no_stranger():
     assert compare_strangers([], gateway) == ["PL-nobodys", "PL-yesterdays"]
     findings, _ = compare([], gateway, window=WINDOW, known_elsewhere={"PL-yesterdays"})
     assert [item["paylink_id"] for item in findings] == ["PL-nobodys"]
+
+
+def test_a_young_pending_payment_the_gateway_does_not_list_yet_is_in_flight_not_unknown():
+    findings, counts = compare([ours("just-now", "pending")], [], window=WINDOW, in_flight={"just-now"})
+    assert findings == [] and counts["in_flight"] == 1
+
+
+def test_a_gateway_time_with_an_offset_is_judged_in_utc():
+    # 00:30 on 3 December in Johannesburg is 22:30 UTC on the 2nd: after the window's end.
+    late = theirs("after-midnight", "SUCCESS", created="2026-12-03T00:30:00+02:00")
+    # 23:30 on 2 December in Johannesburg is 21:30 UTC: inside it.
+    inside = theirs("before-midnight", "SUCCESS", created="2026-12-02T23:30:00+02:00")
+    findings, _ = compare([], [late, inside], window=WINDOW)
+    assert [item["paylink_id"] for item in findings] == ["PL-before-midnight"]
+
+
+def test_a_gateway_amount_in_decimals_is_compared_as_cents_and_a_fraction_is_a_mismatch():
+    findings, counts = compare([ours("whole", "completed"), ours("odd", "completed")],
+                               [theirs("whole", "SUCCESS", amount="49900.00"), theirs("odd", "SUCCESS", amount=499.5)],
+                               window=WINDOW)
+    assert counts["matched"] == 1
+    assert [(item["reference"], item["detail"]) for item in findings] == [
+        ("odd", "49900 cents here, 499.5 at the gateway (not a whole number of cents)")]
