@@ -59,8 +59,11 @@ def evidence_files(merged: dict[str, Any], rows: list[dict[str, Any]], hostvars:
             if item.get("failed") or "content" not in item:
                 continue
             text = base64.b64decode(item["content"]).decode("utf-8", "replace")
-            name = posixpath.basename(str(item.get("item") or item.get("source") or "config"))
-            files.append({"name": f"config/{host}/{name}", "content": _masked(text),
+            source = str(item.get("item") or item.get("source") or "config")
+            name = f"config/{host}/{posixpath.basename(source)}"
+            if any(entry["name"] == name for entry in files):  # two config.json of one host: the path names it
+                name = f"config/{host}/{source.lstrip('/')}"
+            files.append({"name": name, "content": _masked(text),
                           "description": f"{item.get('item') or item.get('source')} on {host}, masked"})
         release = facts.get("evidence_release") or {}
         stat = release.get("stat") or {}

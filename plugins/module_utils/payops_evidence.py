@@ -42,9 +42,18 @@ def _member(tar, name, data, mtime):
 def safe_name(name):
     """A member name inside the pack: relative, no '..', no leading slash."""
     parts = [part for part in str(name).replace("\\", "/").split("/") if part not in ("", ".")]
-    if not parts or ".." in parts or name in (MANIFEST, CUSTODY):
+    if not parts or ".." in parts or "/".join(parts) in (MANIFEST, CUSTODY):
         raise ValueError(f"{name!r} cannot be a file of an evidence pack (a relative path, not {MANIFEST}/{CUSTODY})")
     return "/".join(parts)
+
+
+def _masked_strings(value):
+    """value with every string inside it (keys too) masked by payops_mask."""
+    if isinstance(value, dict):
+        return {_masked_strings(key): _masked_strings(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_masked_strings(item) for item in value]
+    return mask_text(value)[0] if isinstance(value, str) else value
 
 
 def build_pack(files, custody, collected_epoch, masked_at_source=None):
@@ -67,7 +76,9 @@ def build_pack(files, custody, collected_epoch, masked_at_source=None):
             totals[kind] += counts[kind]
         entries.append({"name": name, "sha256": sha256(data), "bytes": len(data),
                         "description": item.get("description") or "", "masked": counts})
-    custody_bytes = json.dumps(custody, indent=2, sort_keys=True, default=str).encode("utf-8")
+    # The custody record is free text too (the reason, who collected): masked like every file, as
+    # an Object Lock keeps it unchangeable for its whole retention.
+    custody_bytes = json.dumps(_masked_strings(custody), indent=2, sort_keys=True, default=str).encode("utf-8")
     manifest = {
         "format": FORMAT,
         "files": entries,

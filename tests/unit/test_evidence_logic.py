@@ -115,8 +115,16 @@ def test_missing_extra_files_and_a_rewritten_manifest_are_found(pack):
 
 def test_names_must_stay_inside_the_pack():
     assert safe_name("./logs//web-1.jsonl") == "logs/web-1.jsonl"
-    for name in ("../etc/passwd", "", MANIFEST, CUSTODY, "a/../../b"):
+    for name in ("../etc/passwd", "", MANIFEST, CUSTODY, f"./{MANIFEST}", f"/{CUSTODY}", "a/../../b"):
         with pytest.raises(ValueError):
             safe_name(name)
     with pytest.raises(ValueError, match="twice"):
         build_pack([{"name": "a", "content": "1"}, {"name": "./a", "content": "2"}], {}, 0)
+
+
+def test_the_custody_record_is_masked_like_every_file():
+    _, manifest = build_pack(FILES, {**CUSTODY_RECORD, "reason": "card 4111 1111 1111 1111 from jane@example.com"}, 0)
+    data, _ = build_pack(FILES, {**CUSTODY_RECORD, "reason": "card 4111 1111 1111 1111 from jane@example.com"}, 0)
+    custody = members(data)[CUSTODY].decode()
+    assert "4111 1111 1111 1111" not in custody and "jane@example.com" not in custody
+    assert "411111******1111" in custody and manifest["custody"]["sha256"] == sha256(members(data)[CUSTODY])
