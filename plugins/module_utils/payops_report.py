@@ -25,19 +25,8 @@ def document(title, rows, details):
 
 def write_report(path, content, dir_mode=0o750, file_mode=0o640):
     """Write `content` (a JSON-able mapping) to `path`, creating its folder; returns the path."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, mode=dir_mode, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=".report-", suffix=".json", dir=folder)
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            json.dump(content, handle, indent=4, sort_keys=True, ensure_ascii=False, default=str)
-            handle.write("\n")
-        os.chmod(temporary, file_mode)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-    return path
+    text = json.dumps(content, indent=4, sort_keys=True, ensure_ascii=False, default=str) + "\n"
+    return write_text(path, text, file_mode, dir_mode)
 
 
 # --- Reports with KPIs, tables and charts (issue 14's framework) ---------------------------------
@@ -217,10 +206,11 @@ def report_document(title, name, period, kpis, tables=(), charts=(), summary="",
     return content
 
 
-def write_text(path, text, file_mode=0o640):
-    """As write_report, for the HTML page and the Markdown summary."""
+def write_text(path, text, file_mode=0o640, dir_mode=0o750):
+    """Write `text` to `path` atomically (a temporary file beside it, renamed over it), creating its
+    folder; returns the path. The one writer of a report's files: JSON, HTML page, Markdown."""
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, mode=0o750, exist_ok=True)
+    os.makedirs(folder, mode=dir_mode, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(prefix=".report-", dir=folder)
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
