@@ -48,7 +48,7 @@ SEQUENTIAL_PLAY = f"""
   tasks:
     - name: Benchmark | Run every check
       ansible.builtin.include_role:
-        name: health_checks
+        name: betaskill.payops.health_checks
       vars:
         health_checks_components: {json.dumps(CHECKS)}
 """
