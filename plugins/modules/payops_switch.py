@@ -15,6 +15,9 @@ description:
     reason, operator and time, and nothing is recorded.
   - Check mode reports what would change and writes nothing.
   - Returns the state of all three switches after the change, so the edge can be made to match.
+  - Controller-side - the action half of this module sets the switch from the controller's own
+    process (no module process - the emergency commands make this change first, and it costs them
+    milliseconds instead of a second); run as a plain module it does the same on the target.
 author: payops contributors (!UNKNOWN)
 options:
   name:
@@ -78,102 +81,21 @@ previous:
   sample: {name: payments_stopped, enabled: false}
 """
 
-import datetime
-
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.betaskill.payops.plugins.module_utils.payops_db import (
-    connect,
-    db_argument_spec,
-    describe,
-    first_line,
-    psycopg,
+from ansible_collections.betaskill.payops.plugins.module_utils.payops_switches import (
+    REQUIRED_IF,
+    SwitchError,
+    apply,
+    argument_spec,
 )
-
-SWITCHES = ("payments_stopped", "maintenance", "lockdown")
-
-
-def _as_dict(row):
-    return {
-        "name": row["name"],
-        "enabled": bool(row["enabled"]),
-        "reason": row["reason"],
-        "set_by": row["set_by"],
-        "set_at": row["set_at"].isoformat() if row["set_at"] else None,
-    }
 
 
 def main():
-    argument_spec = db_argument_spec()
-    argument_spec.update(
-        name=dict(type="str", choices=list(SWITCHES)),
-        state=dict(type="str", choices=["on", "off", "query"], default="query"),
-        reason=dict(type="str"),
-        operator=dict(type="str", default="unknown"),
-        run_id=dict(type="str"),
-        environment=dict(type="str"),
-    )
-    module = AnsibleModule(
-        argument_spec=argument_spec,
-        supports_check_mode=True,
-        required_if=[("state", "on", ("name", "reason")), ("state", "off", ("name",))],
-    )
-    params = module.params
-    if params["state"] == "on" and not params["reason"].strip():
-        module.fail_json(msg="reason must not be empty: say why the switch goes on")
-
-    conn = connect(module, application_name="payops_switch")
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True, required_if=REQUIRED_IF)
     try:
-        with conn.transaction(), conn.cursor() as cur:
-            cur.execute("SELECT * FROM payops.switches ORDER BY name FOR UPDATE")
-            current = {row["name"]: _as_dict(row) for row in cur.fetchall()}
-            missing = [name for name in SWITCHES if name not in current]
-            if missing:
-                module.fail_json(
-                    msg=f"payops.switches in {describe(params)} lacks {', '.join(missing)}: "
-                    "install payops' schema first"
-                )
-            result = {"changed": False, "switches": current}
-            name = params["name"]
-            if params["state"] == "query" or name is None:
-                module.exit_json(**result)
-            wanted = params["state"] == "on"
-            previous = current[name]
-            result["previous"] = previous
-            if previous["enabled"] == wanted:
-                result["switch"] = previous
-                result["msg"] = f"{name} is already {'on' if wanted else 'off'}"
-                module.exit_json(**result)
-            now = datetime.datetime.now(datetime.UTC)
-            after = {
-                "name": name,
-                "enabled": wanted,
-                "reason": params["reason"],
-                "set_by": params["operator"],
-                "set_at": now.isoformat(),
-            }
-            if not module.check_mode:
-                cur.execute(
-                    "UPDATE payops.switches SET enabled = %s, reason = %s, set_by = %s, set_at = %s,"
-                    " environment = %s WHERE name = %s",
-                    (wanted, params["reason"], params["operator"], now, params["environment"], name),
-                )
-                cur.execute(
-                    "INSERT INTO payops.switch_events (name, enabled, reason, set_by, set_at, run_id)"
-                    " VALUES (%s, %s, %s, %s, %s, %s)",
-                    (name, wanted, params["reason"], params["operator"], now, params["run_id"]),
-                )
-            current[name] = after
-            result.update(
-                changed=True,
-                switch=after,
-                switches=current,
-                msg=f"{name} {'would be' if module.check_mode else 'is'} now {'on' if wanted else 'off'}",
-                diff={"before": {name: previous["enabled"]}, "after": {name: wanted}},
-            )
-    except psycopg.Error as exc:
-        module.fail_json(msg=f"cannot change the switch in {describe(params)}: {first_line(exc)}")
-    finally:
-        conn.close()
+        result = apply(module.params, module.check_mode)
+    except SwitchError as exc:
+        module.fail_json(msg=str(exc))
     module.exit_json(**result)
 
 
